@@ -1,0 +1,225 @@
+"""`Sandbox`: one hardened Docker container with persistent shell sessions, file transfer, limits and an audit log."""
+from __future__ import annotations
+
+import posixpath
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from rock.cgroups import CgroupStats, read_stats
+from rock.config import SandboxConfig
+from rock.engine import client as docker_client
+from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
+from rock.records import AuditLog, CommandRecord, CommandResult
+from rock.session import ShellSession
+from rock.transfer import extract_to, path_tar, read_single_member, single_file_tar
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+class Sandbox:
+    """A Docker container locked down by default (no network, no capabilities, no-new-privileges, non-root,
+    pids/memory/cpu limits). Use as a context manager, or call start() / stop()."""
+
+    def __init__(self, config: SandboxConfig | None = None, **overrides: Any) -> None:
+        base = config or SandboxConfig()
+        self.config = base.model_copy(update=overrides) if overrides else base
+        if overrides:
+            self.config = SandboxConfig.model_validate(self.config.model_dump())
+        self.name = f"rock-{secrets.token_hex(6)}"
+        self.audit = AuditLog()
+        self.container = None
+        self._sessions: dict[str, ShellSession] = {}
+        self._session_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._uid_gid: tuple[int, int] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.container.id if self.container is not None else ""
+
+    def start(self) -> "Sandbox":
+        reap_once_per_process()
+        cfg = self.config
+        client = docker_client()
+        try:
+            self.container = client.containers.run(
+                cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, detach=True, init=True, stdin_open=False, tty=False,
+                user=cfg.user, working_dir=cfg.workdir, environment=cfg.env,
+                labels={**cfg.labels, **owner_labels()}, network_mode=cfg.network_mode,
+                cap_drop=["ALL"], cap_add=cfg.cap_add or None, security_opt=["no-new-privileges"],
+                privileged=False, pids_limit=cfg.pids_limit, mem_limit=cfg.memory, memswap_limit=cfg.memory,
+                nano_cpus=int(cfg.cpus * 1e9), read_only=cfg.read_only_rootfs, tmpfs=cfg.tmpfs or None,
+                volumes=cfg.volumes or None, ipc_mode="private",
+            )
+        except docker.errors.ImageNotFound:
+            raise SandboxError(f"sandbox image {cfg.image!r} not found: build it with `rock image build`") from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not start sandbox from {cfg.image!r}: {exc.explanation or exc}") from None
+        try:
+            self.session("default")
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for session in list(self._sessions.values()):
+            session.close()
+        self._sessions.clear()
+        if self.container is not None:
+            try:
+                self.container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            self.container = None
+
+    def quarantine(self) -> str:
+        """Stop the sandbox but keep the container for forensics; the reaper leaves `rock-quarantine-*` alone."""
+        self._require_started()
+        new_name = QUARANTINE_PREFIX + self.name.removeprefix("rock-")
+        self.container.rename(new_name)
+        self.container.stop(timeout=1)
+        self.name = new_name
+        self.container = None
+        self._sessions.clear()
+        return new_name
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _require_started(self) -> None:
+        if self.container is None:
+            raise SandboxError(f"sandbox {self.name} is not running: call start() or use it as a context manager")
+
+    # ---- commands --------------------------------------------------------------------------------------------
+    def session(self, name: str = "default") -> ShellSession:
+        self._require_started()
+        with self._lock:
+            session = self._sessions.get(name)
+            if session is None:
+                session = ShellSession(docker_client().api, self.container.id, name, self.config.user,
+                                       self.config.workdir, self.config.env, self.config.max_output_bytes)
+                session.open(timeout=self.config.startup_timeout)
+                self._sessions[name] = session
+                self._session_locks[name] = threading.Lock()
+            return session
+
+    def close_session(self, name: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(name, None)
+        if session is not None:
+            session.close()
+
+    def run(self, command: str, timeout: float | None = None, session: str = "default",
+            tags: dict[str, Any] | None = None) -> CommandResult:
+        """Run `command` in the named persistent bash session (created on first use)."""
+        shell = self.session(session)
+        before = read_stats(self.container.id)
+        started_at = time.time()
+        with self._session_locks[session]:
+            raw = shell.run(command, timeout or self.config.command_timeout)
+        after = read_stats(self.container.id)
+        record = self.audit.append(CommandRecord(
+            id=-1, sandbox=self.name, session=session, command=command, started_at=started_at,
+            duration=raw.duration, exit_code=raw.exit_code, timed_out=raw.timed_out,
+            output_bytes=len(raw.output.encode()) + raw.truncated_bytes, truncated_bytes=raw.truncated_bytes,
+            oom_killed=after.oom_kills > before.oom_kills, pids_limit_hit=after.pids_limit_hits > before.pids_limit_hits,
+            cmd_tag=raw.cmd_tag, tags=tags or {},
+        ))
+        return CommandResult(
+            output=raw.output, exit_code=raw.exit_code, timed_out=raw.timed_out, duration=raw.duration,
+            truncated_bytes=raw.truncated_bytes, oom_killed=record.oom_killed, pids_limit_hit=record.pids_limit_hit,
+            session_restarted=raw.session_restarted, record_id=record.id,
+        )
+
+    def exec(self, argv: list[str], user: str | None = None, timeout: float = 60.0) -> tuple[int, str]:
+        """A one-off process outside any session (no shell state); for tooling, not for the agent."""
+        self._require_started()
+        api = docker_client().api
+        exec_id = api.exec_create(self.container.id, argv, user=user or self.config.user,
+                                  workdir=self.config.workdir)["Id"]
+        output = api.exec_start(exec_id, demux=False)
+        return api.exec_inspect(exec_id)["ExitCode"], output.decode("utf-8", "replace")
+
+    def stats(self) -> CgroupStats:
+        self._require_started()
+        return read_stats(self.container.id)
+
+    def processes(self) -> list[dict[str, str]]:
+        """A census of the processes in the container (pid, ppid, user, command)."""
+        code, out = self.exec(["ps", "-eo", "pid=,ppid=,user=,args="])
+        rows = []
+        for line in out.splitlines():
+            parts = line.split(None, 3)
+            if len(parts) >= 3:
+                rows.append({"pid": parts[0], "ppid": parts[1], "user": parts[2],
+                             "args": parts[3] if len(parts) > 3 else ""})
+        return rows
+
+    # ---- files -----------------------------------------------------------------------------------------------
+    def _owner(self) -> tuple[int, int]:
+        if self._uid_gid is None:
+            code, out = self.exec(["sh", "-c", "id -u; id -g"])
+            uid, gid = (int(x) for x in out.split()[:2])
+            self._uid_gid = (uid, gid)
+        return self._uid_gid
+
+    def _abs(self, path: str) -> str:
+        return path if path.startswith("/") else posixpath.join(self.config.workdir, path)
+
+    def _mkdir(self, directory: str) -> None:
+        code, out = self.exec(["mkdir", "-p", directory])
+        if code != 0:
+            raise SandboxError(f"cannot create {directory} in sandbox: {out.strip()}")
+
+    def read_file(self, path: str) -> bytes:
+        self._require_started()
+        path = self._abs(path)
+        try:
+            chunks, _ = self.container.get_archive(path)
+        except docker.errors.NotFound:
+            raise FileNotFoundError(f"{path} does not exist in sandbox {self.name}") from None
+        return read_single_member(chunks, path)
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        self._require_started()
+        path = self._abs(path)
+        payload = data.encode() if isinstance(data, str) else data
+        parent = posixpath.dirname(path)
+        self._mkdir(parent)
+        uid, gid = self._owner()
+        if not self.container.put_archive(parent, single_file_tar(posixpath.basename(path), payload, mode, uid, gid)):
+            raise SandboxError(f"writing {path} into sandbox {self.name} failed")
+
+    def upload(self, local: str | Path, remote: str) -> None:
+        """Copy a local file or directory so that it lands exactly at `remote`."""
+        self._require_started()
+        local, remote = Path(local), self._abs(remote.rstrip("/") or "/")
+        if not local.exists():
+            raise FileNotFoundError(f"{local} does not exist")
+        parent = posixpath.dirname(remote)
+        self._mkdir(parent)
+        uid, gid = self._owner()
+        if not self.container.put_archive(parent, path_tar(local, posixpath.basename(remote), uid, gid)):
+            raise SandboxError(f"uploading {local} to {remote} failed")
+
+    def download(self, remote: str, local: str | Path) -> None:
+        """Copy a file or directory out of the sandbox so that it lands exactly at `local`."""
+        self._require_started()
+        remote = self._abs(remote)
+        try:
+            chunks, _ = self.container.get_archive(remote)
+        except docker.errors.NotFound:
+            raise FileNotFoundError(f"{remote} does not exist in sandbox {self.name}") from None
+        extract_to(chunks, remote, Path(local))

@@ -1,0 +1,222 @@
+"""A persistent bash session inside a container, kept open over one `docker exec` socket.
+
+Each command is sent base64-encoded and `eval`-ed by the session shell (so `cd` and `export` persist and a syntax
+error cannot wedge the framing), with stdin from /dev/null, and framed by an end marker carrying a per-command nonce,
+the exit status and the working directory. Every command runs with `ROCK_CMD=<tag>` in its environment: on timeout,
+every process carrying that tag or descending from the shell is killed, so nothing the command started survives.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+import docker
+
+from rock.output import CappedBuffer
+
+# Kill every process that carries the command tag or descends from the session shell (but not the shell itself).
+# Three passes catch children forked while the previous pass ran.
+KILL_SCRIPT = r"""
+self=$1; tag=$2
+[ "$self" -gt 0 ] && kill -USR1 "$self" 2>/dev/null
+for pass in 1 2 3; do
+  tagged=$(grep -lsxz "ROCK_CMD=$tag" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+  desc=$(awk -v root="$self" '/^PPid:/ { split(FILENAME, a, "/"); parent[a[3]] = $2 }
+    END { n = 1; q[1] = root; for (i = 1; i <= n; i++) for (p in parent) if (parent[p] == q[i]) { q[++n] = p; print p } }' \
+    /proc/[0-9]*/status 2>/dev/null)
+  for p in $tagged $desc; do [ "$p" = "$self" ] || [ "$p" = "$$" ] || kill -9 "$p" 2>/dev/null; done
+done
+true
+"""
+
+
+# The session shell runs each command inside this function. On timeout the shell gets SIGUSR1: its trap returns
+# from the function as soon as the current foreground process is gone, so the rest of the command never runs.
+RUNNER = ("__rock_run() { trap 'trap - USR1; return 124' USR1; eval \"$(printf %s \"$1\" | base64 -d)\" </dev/null; "
+          "local __rock_rc=$?; trap - USR1; return $__rock_rc; }")
+
+
+class SessionDied(RuntimeError):
+    pass
+
+
+@dataclass
+class RawResult:
+    output: str
+    exit_code: int | None
+    timed_out: bool
+    truncated_bytes: int
+    duration: float
+    session_restarted: bool = False
+    cmd_tag: str = ""
+
+
+class ShellSession:
+    """One named bash process in a container. Not thread-safe: the Sandbox serializes calls per session."""
+
+    def __init__(self, api: docker.APIClient, container_id: str, name: str, user: str, workdir: str,
+                 env: dict[str, str], max_output_bytes: int) -> None:
+        self.api = api
+        self.container_id = container_id
+        self.name = name
+        self.user = user
+        self.workdir = workdir
+        self.env = env
+        self.max_output_bytes = max_output_bytes
+        self.cwd = workdir
+        self.pid: int | None = None
+        self._exec_id: str | None = None
+        self._sock: socket.socket | None = None
+        self._pending = b""  # raw bytes of a partially received frame
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    def open(self, timeout: float = 30.0) -> None:
+        self._exec_id = self.api.exec_create(
+            self.container_id, ["bash", "--noprofile", "--norc"], stdin=True, stdout=True, stderr=True,
+            tty=False, user=self.user, workdir=self.cwd, environment=self.env,
+        )["Id"]
+        raw = self.api.exec_start(self._exec_id, socket=True)
+        self._sock = getattr(raw, "_sock", raw)
+        self._pending = b""
+        nonce = secrets.token_hex(8)
+        self._send(f"exec 2>&1; unset HISTFILE; PS1=; PS2=; {RUNNER}; printf '\\n__ROCK_{nonce}__ %s\\n' $$\n".encode())
+        buffer = CappedBuffer(4096)
+        code, _ = self._read_until(nonce, buffer, time.monotonic() + timeout)
+        if code is None:
+            raise SessionDied(f"session {self.name!r} did not start within {timeout:.0f}s")
+        self.pid = code
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._send(b"exit 0\n")
+            except OSError:
+                pass
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+
+    def restart(self) -> None:
+        """Kill the shell (and what it runs) and open a fresh one in the last known working directory."""
+        if self.pid is not None:
+            self._exec_kill(self.pid, "__none__")
+            self.api.exec_start(self.api.exec_create(self.container_id, ["kill", "-9", str(self.pid)],
+                                                     user=self.user)["Id"])
+        self.close()
+        self.open()
+
+    # ---- commands --------------------------------------------------------------------------------------------
+    def run(self, command: str, timeout: float) -> RawResult:
+        if self._sock is None:
+            self.open()
+        start = time.monotonic()
+        nonce = secrets.token_hex(8)
+        tag = secrets.token_hex(6)
+        encoded = base64.b64encode(command.encode()).decode()
+        line = (f"export ROCK_CMD={tag}; __rock_run '{encoded}'; "
+                f"printf '\\n__ROCK_{nonce}__ %d %s\\n' $? \"$PWD\"\n")
+        buffer = CappedBuffer(self.max_output_bytes)
+        try:
+            self._send(line.encode())
+            exit_code, cwd = self._read_until(nonce, buffer, start + timeout)
+        except SessionDied:
+            return self._after_death(buffer, start, tag)
+        if exit_code is not None:
+            self.cwd = cwd or self.cwd
+            output, cut = buffer.render()
+            return RawResult(output, exit_code, False, cut, time.monotonic() - start, cmd_tag=tag)
+        # Timed out: kill what the command started, then give the shell a moment to print its marker.
+        self._exec_kill(self.pid, tag)
+        restarted = False
+        try:
+            exit_code, cwd = self._read_until(nonce, buffer, time.monotonic() + 3.0)
+        except SessionDied:
+            exit_code = None
+        if exit_code is None:  # the shell itself is stuck (e.g. a builtin loop): replace it
+            self.restart()
+            restarted = True
+        output, cut = buffer.render()
+        return RawResult(output, None, True, cut, time.monotonic() - start, restarted, cmd_tag=tag)
+
+    def _after_death(self, buffer: CappedBuffer, start: float, tag: str) -> RawResult:
+        """The shell exited (the command ran `exit`): report its status and open a new shell."""
+        exit_code = None
+        if self._exec_id is not None:
+            for _ in range(20):
+                info = self.api.exec_inspect(self._exec_id)
+                if not info.get("Running"):
+                    exit_code = info.get("ExitCode")
+                    break
+                time.sleep(0.05)
+        self.close()
+        self.open()
+        output, cut = buffer.render()
+        return RawResult(output, exit_code, False, cut, time.monotonic() - start, True, cmd_tag=tag)
+
+    def _exec_kill(self, shell_pid: int | None, tag: str) -> None:
+        exec_id = self.api.exec_create(self.container_id, ["sh", "-c", KILL_SCRIPT, "rock-kill", str(shell_pid or 0),
+                                                           tag], user=self.user)["Id"]
+        self.api.exec_start(exec_id)
+
+    # ---- framing ---------------------------------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        self._sock.sendall(data)
+
+    def _read_until(self, nonce: str, buffer: CappedBuffer, deadline: float) -> tuple[int | None, str]:
+        """Feed output into `buffer` until the end marker arrives (returns its exit code and cwd, marker removed)
+        or the deadline passes (returns None)."""
+        marker = f"\n__ROCK_{nonce}__ ".encode()
+        window = len(marker) + 4200  # the marker line: status + a working directory up to PATH_MAX
+        while True:
+            found = self._find_marker(buffer, marker, window)
+            if found is not None:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None, ""
+            self._sock.settimeout(min(remaining, 1.0))
+            try:
+                chunk = self._sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                raise SessionDied(str(exc)) from exc
+            if not chunk:
+                raise SessionDied("session shell exited")
+            self._demux(chunk, buffer)
+
+    def _demux(self, chunk: bytes, buffer: CappedBuffer) -> None:
+        """Docker multiplexes stdout/stderr as frames: 1 byte stream, 3 zero bytes, 4 bytes big-endian size."""
+        data = self._pending + chunk
+        offset = 0
+        while len(data) - offset >= 8:
+            size = struct.unpack(">I", data[offset + 4: offset + 8])[0]
+            if len(data) - offset - 8 < size:
+                break
+            buffer.feed(data[offset + 8: offset + 8 + size])
+            offset += 8 + size
+        self._pending = data[offset:]
+
+    @staticmethod
+    def _find_marker(buffer: CappedBuffer, marker: bytes, window: int) -> tuple[int, str] | None:
+        tail = buffer.endswith_window(window)
+        index = tail.rfind(marker)
+        if index < 0:
+            return None
+        end = tail.find(b"\n", index + len(marker))
+        if end < 0:
+            return None
+        fields = tail[index + len(marker): end].decode("utf-8", "replace").split(" ", 1)
+        try:
+            code = int(fields[0])
+        except ValueError:
+            return None
+        buffer.drop_tail(len(tail) - index)
+        return code, fields[1] if len(fields) > 1 else ""
