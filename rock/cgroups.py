@@ -71,3 +71,15 @@ def read_stats(container_id: str) -> CgroupStats:
         pids=_read_int(pids / "pids.current") if pids else None,
         pids_limit_hits=_read_keyed(pids / "pids.events").get("max", 0) if pids else 0,
     )
+
+
+def cgroup_procs(container_id: str) -> list[int] | None:
+    """Host pids of every process in the container, or None when this host cannot see its cgroup."""
+    for controller in ("pids", "memory", ""):
+        directory = _first_dir(container_id, controller)
+        if directory is not None and (directory / "cgroup.procs").exists():
+            try:
+                return [int(line) for line in (directory / "cgroup.procs").read_text().split()]
+            except OSError:
+                return None
+    return None

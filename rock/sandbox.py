@@ -50,7 +50,7 @@ class Sandbox:
         cfg = self.config
         client = docker_client()
         try:
-            self.container = client.containers.run(
+            self.container = client.containers.create(
                 cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, detach=True, init=True, stdin_open=False, tty=False,
                 user=cfg.user, working_dir=cfg.workdir, environment=cfg.env,
                 labels={**cfg.labels, **owner_labels()}, network_mode=cfg.network_mode,
@@ -59,9 +59,13 @@ class Sandbox:
                 nano_cpus=int(cfg.cpus * 1e9), read_only=cfg.read_only_rootfs, tmpfs=cfg.tmpfs or None,
                 volumes=cfg.volumes or None, ipc_mode="private",
             )
+            self.container.start()
         except docker.errors.ImageNotFound:
             raise SandboxError(f"sandbox image {cfg.image!r} not found: build it with `rock image build`") from None
         except docker.errors.APIError as exc:
+            if self.container is not None:
+                self.container.remove(force=True)
+                self.container = None
             raise SandboxError(f"could not start sandbox from {cfg.image!r}: {exc.explanation or exc}") from None
         try:
             self.session("default")

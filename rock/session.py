@@ -8,7 +8,9 @@ every process carrying that tag or descending from the shell is killed, so nothi
 from __future__ import annotations
 
 import base64
+import os
 import secrets
+import signal
 import socket
 import struct
 import time
@@ -16,23 +18,8 @@ from dataclasses import dataclass
 
 import docker
 
+from rock.killer import kill_from_host, kill_in_container, uptime
 from rock.output import CappedBuffer
-
-# Kill every process that carries the command tag or descends from the session shell (but not the shell itself).
-# Three passes catch children forked while the previous pass ran.
-KILL_SCRIPT = r"""
-self=$1; tag=$2
-[ "$self" -gt 0 ] && kill -USR1 "$self" 2>/dev/null
-for pass in 1 2 3; do
-  tagged=$(grep -lsxz "ROCK_CMD=$tag" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
-  desc=$(awk -v root="$self" '/^PPid:/ { split(FILENAME, a, "/"); parent[a[3]] = $2 }
-    END { n = 1; q[1] = root; for (i = 1; i <= n; i++) for (p in parent) if (parent[p] == q[i]) { q[++n] = p; print p } }' \
-    /proc/[0-9]*/status 2>/dev/null)
-  for p in $tagged $desc; do [ "$p" = "$self" ] || [ "$p" = "$$" ] || kill -9 "$p" 2>/dev/null; done
-done
-true
-"""
-
 
 # The session shell runs each command inside this function. On timeout the shell gets SIGUSR1: its trap returns
 # from the function as soon as the current foreground process is gone, so the rest of the command never runs.
@@ -68,7 +55,8 @@ class ShellSession:
         self.env = env
         self.max_output_bytes = max_output_bytes
         self.cwd = workdir
-        self.pid: int | None = None
+        self.pid: int | None = None  # the shell's pid inside the container
+        self.host_pid: int | None = None  # and on the host (for killing from outside)
         self._exec_id: str | None = None
         self._sock: socket.socket | None = None
         self._pending = b""  # raw bytes of a partially received frame
@@ -89,6 +77,7 @@ class ShellSession:
         if code is None:
             raise SessionDied(f"session {self.name!r} did not start within {timeout:.0f}s")
         self.pid = code
+        self.host_pid = self.api.exec_inspect(self._exec_id).get("Pid") or None
 
     def close(self) -> None:
         if self._sock is not None:
@@ -106,8 +95,11 @@ class ShellSession:
         """Kill the shell (and what it runs) and open a fresh one in the last known working directory."""
         if self.pid is not None:
             self._exec_kill(self.pid, "__none__")
-            self.api.exec_start(self.api.exec_create(self.container_id, ["kill", "-9", str(self.pid)],
-                                                     user=self.user)["Id"])
+            try:
+                os.kill(self.host_pid or -1, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, OverflowError):
+                self.api.exec_start(self.api.exec_create(self.container_id, ["kill", "-9", str(self.pid)],
+                                                         user=self.user)["Id"])
         self.close()
         self.open()
 
@@ -116,6 +108,7 @@ class ShellSession:
         if self._sock is None:
             self.open()
         start = time.monotonic()
+        started_uptime = uptime()
         nonce = secrets.token_hex(8)
         tag = secrets.token_hex(6)
         encoded = base64.b64encode(command.encode()).decode()
@@ -132,17 +125,29 @@ class ShellSession:
             output, cut = buffer.render()
             return RawResult(output, exit_code, False, cut, time.monotonic() - start, cmd_tag=tag)
         # Timed out: kill what the command started, then give the shell a moment to print its marker.
-        self._exec_kill(self.pid, tag)
+        self._exec_kill(self.pid, tag, started_uptime)
         restarted = False
         try:
             exit_code, cwd = self._read_until(nonce, buffer, time.monotonic() + 3.0)
         except SessionDied:
             exit_code = None
-        if exit_code is None:  # the shell itself is stuck (e.g. a builtin loop): replace it
+        if exit_code is None:  # the shell itself is stuck: replace it
             self.restart()
             restarted = True
+        else:
+            self._drain()
         output, cut = buffer.render()
         return RawResult(output, None, True, cut, time.monotonic() - start, restarted, cmd_tag=tag)
+
+    def _drain(self, timeout: float = 3.0) -> None:
+        """Discard what killed background processes wrote to the pipe after the marker: one empty round trip."""
+        nonce = secrets.token_hex(8)
+        try:
+            self._send(f"printf '\\n__ROCK_{nonce}__ 0 %s\\n' \"$PWD\"\n".encode())
+            self._read_until(nonce, CappedBuffer(4096), time.monotonic() + timeout)
+        except SessionDied:
+            self.close()
+            self.open()
 
     def _after_death(self, buffer: CappedBuffer, start: float, tag: str) -> RawResult:
         """The shell exited (the command ran `exit`): report its status and open a new shell."""
@@ -159,10 +164,10 @@ class ShellSession:
         output, cut = buffer.render()
         return RawResult(output, exit_code, False, cut, time.monotonic() - start, True, cmd_tag=tag)
 
-    def _exec_kill(self, shell_pid: int | None, tag: str) -> None:
-        exec_id = self.api.exec_create(self.container_id, ["sh", "-c", KILL_SCRIPT, "rock-kill", str(shell_pid or 0),
-                                                           tag], user=self.user)["Id"]
-        self.api.exec_start(exec_id)
+    def _exec_kill(self, shell_pid: int | None, tag: str, since: float | None = None) -> None:
+        since = uptime() if since is None else since
+        if not kill_from_host(self.api, self.container_id, self.host_pid, tag, since):
+            kill_in_container(self.api, self.container_id, self.user, shell_pid, tag)
 
     # ---- framing ---------------------------------------------------------------------------------------------
     def _send(self, data: bytes) -> None:

@@ -1,0 +1,125 @@
+"""`rock`: build images, list and collect sandboxes, run commands in a sandbox, open a shell."""
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rock import images
+from rock.config import DEFAULT_IMAGE, SandboxConfig
+from rock.engine import EngineUnavailable, client as docker_client
+from rock.reaper import MANAGED, QUARANTINE_PREFIX, owner_alive, reap
+from rock.sandbox import Sandbox, SandboxError
+
+app = typer.Typer(help="ROCK: hardened Docker sandboxes for agents.", no_args_is_help=True, add_completion=False)
+image_app = typer.Typer(help="Sandbox images.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+console = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn):
+    """One clear line instead of a traceback for the errors a user can fix."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (EngineUnavailable, SandboxError, images.ImageBuildError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2)
+    return wrapper
+
+
+@image_app.command("build")
+@friendly
+def image_build(recipe: str = typer.Option("default", help="folder under docker/"),
+                tag: str = typer.Option(DEFAULT_IMAGE), mirror: Optional[str] = typer.Option(None),
+                if_missing: bool = typer.Option(False, "--if-missing", help="do nothing if the tag exists")) -> None:
+    """Build a sandbox image offline from Debian packages (debootstrap) and its Dockerfile."""
+    with console.status(f"building {tag}"):
+        images.build(recipe, tag, mirror, if_missing, log=lambda msg: console.log(msg))
+    console.print(f"[green]ready:[/green] {tag}")
+
+
+@image_app.command("ls")
+@friendly
+def image_ls() -> None:
+    """List rock images."""
+    table = Table("tag", "id", "size (MB)", "created")
+    for row in images.list_images():
+        table.add_row(row["tag"], row["id"], row["size_mb"], row["created"])
+    console.print(table)
+
+
+@app.command()
+@friendly
+def ps(all: bool = typer.Option(False, "--all", "-a", help="include stopped (quarantined) sandboxes")) -> None:
+    """List sandboxes with their owner and state."""
+    table = Table("name", "image", "status", "owner pid", "owner alive", "age (s)")
+    for c in docker_client().containers.list(all=all, filters={"label": MANAGED}):
+        age = time.time() - float(c.labels.get("rock.created", "0") or 0)
+        image = c.image.tags[0] if c.image.tags else c.image.short_id
+        status = "quarantined" if c.name.startswith(QUARANTINE_PREFIX) else c.status
+        table.add_row(c.name, image, status, c.labels.get("rock.owner.pid", "?"),
+                      "yes" if owner_alive(c.labels) else "no", f"{age:.0f}")
+    console.print(table)
+
+
+@app.command()
+@friendly
+def gc(older_than: Optional[float] = typer.Option(None, help="also remove sandboxes older than this (seconds)")) -> None:
+    """Remove sandboxes whose owner process is gone (quarantined ones are kept)."""
+    removed = reap(older_than=older_than)
+    console.print(f"removed {len(removed)} sandbox(es)" + (": " + ", ".join(removed) if removed else ""))
+
+
+def _config(image: str, network: str, memory: str, cpus: float) -> SandboxConfig:
+    return SandboxConfig(image=image, network_mode=network, memory=memory, cpus=cpus)
+
+
+@app.command("exec")
+@friendly
+def exec_(command: list[str] = typer.Argument(..., help="command to run (quote it or put it after --)"),
+          image: str = typer.Option(DEFAULT_IMAGE), network: str = typer.Option("none"),
+          memory: str = typer.Option("1g"), cpus: float = typer.Option(1.0),
+          timeout: float = typer.Option(60.0), sandbox: Optional[str] = typer.Option(None, help="existing sandbox")) -> None:
+    """Run one command in a fresh sandbox (or an existing one) and exit with its status."""
+    line = " ".join(command)
+    if sandbox:
+        proc = subprocess.run(["docker", "exec", sandbox, "bash", "-lc", line], timeout=timeout)
+        raise typer.Exit(proc.returncode)
+    with Sandbox(_config(image, network, memory, cpus)) as sb:
+        result = sb.run(line, timeout=timeout)
+    sys.stdout.write(result.output)
+    if result.timed_out:
+        err.print(f"[yellow]timed out after {timeout:.0f}s[/yellow]")
+        raise typer.Exit(124)
+    raise typer.Exit(result.exit_code or 0)
+
+
+@app.command()
+@friendly
+def shell(image: str = typer.Option(DEFAULT_IMAGE), network: str = typer.Option("none"),
+          memory: str = typer.Option("1g"), cpus: float = typer.Option(1.0),
+          sandbox: Optional[str] = typer.Option(None, help="attach to an existing sandbox")) -> None:
+    """An interactive bash in a fresh (removed on exit) or existing sandbox."""
+    if sandbox:
+        raise typer.Exit(subprocess.call(["docker", "exec", "-it", sandbox, "bash"]))
+    with Sandbox(_config(image, network, memory, cpus)) as sb:
+        console.print(f"[dim]sandbox {sb.name} ({image}); exit to remove it[/dim]")
+        code = subprocess.call(["docker", "exec", "-it", sb.name, "bash"])
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
