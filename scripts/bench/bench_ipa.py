@@ -71,15 +71,18 @@ def losses(x: dict[str, torch.Tensor]) -> dict[str, callable]:
     }
 
 
-def time_fwd_bwd(fn, logp: torch.Tensor, repeats: int, warmup: int = 3) -> float:
-    times = []
+def time_fwd_bwd(fns: dict[str, callable], logp: torch.Tensor, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of loss + backward for each fn. The fns take turns within every repeat, so a load change on
+    the machine hits them all alike and the ratios stay fair."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(warmup + repeats):
-        leaf = logp.detach().clone().requires_grad_()
-        start = time.perf_counter()
-        fn(leaf).loss.backward()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            leaf = logp.detach().clone().requires_grad_()
+            start = time.perf_counter()
+            fn(leaf).loss.backward()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def time_reference(x: dict[str, torch.Tensor], repeats: int) -> float:
@@ -107,7 +110,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--ref-batch", type=int, default=None, help="sequences for the loop reference (all)")
     parser.add_argument("--ref-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadiest on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     x = make_batch(args.batch, args.seq_len, args.chunks)
     n_tokens = int(x["assistant_mask"].sum())
@@ -116,14 +121,15 @@ def main() -> None:
         f"chunks/sequence, {n_tokens} assistant tokens; torch {torch.__version__}, {torch.get_num_threads()} "
         f"CPU threads; median of {args.repeats} forward+backward runs"
     )
-    rows = [(name, args.batch, time_fwd_bwd(fn, x["logp"], args.repeats)) for name, fn in losses(x).items()]
+    rows = [(name, args.batch, seconds) for name, seconds in time_fwd_bwd(losses(x), x["logp"], args.repeats).items()]
     grpo = rows[0][2]
 
     ref_batch = min(args.ref_batch or args.batch, args.batch)
     sub = {k: v[:ref_batch] for k, v in x.items()}
     vectorized = rows[1][2]
     if ref_batch < args.batch:
-        vectorized = time_fwd_bwd(losses(sub)["ipa (Eq. 9)"], sub["logp"], args.repeats)
+        name = "ipa (Eq. 9)"
+        vectorized = time_fwd_bwd({name: losses(sub)[name]}, sub["logp"], args.repeats)[name]
         rows.append(("ipa, vectorized (sub-batch)", ref_batch, vectorized))
     loop = time_reference(sub, args.ref_repeats)
     rows.append(("ipa, Python-loop reference", ref_batch, loop))
