@@ -51,7 +51,7 @@ class Sandbox:
         client = docker_client()
         try:
             self.container = client.containers.create(
-                cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, detach=True, init=True, stdin_open=False, tty=False,
+                cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, hostname=self.name, detach=True, init=True, stdin_open=False, tty=False,
                 user=cfg.user, working_dir=cfg.workdir, environment=cfg.env,
                 labels={**cfg.labels, **owner_labels()}, network_mode=cfg.network_mode,
                 cap_drop=["ALL"], cap_add=cfg.cap_add or None, security_opt=["no-new-privileges"],

@@ -1,13 +1,12 @@
 """A persistent bash session inside a container, kept open over one `docker exec` socket.
 
-Each command is sent base64-encoded and `eval`-ed by the session shell (so `cd` and `export` persist and a syntax
+Each command is sent ANSI-C quoted and `eval`-ed by the session shell (so `cd` and `export` persist and a syntax
 error cannot wedge the framing), with stdin from /dev/null, and framed by an end marker carrying a per-command nonce,
 the exit status and the working directory. Every command runs with `ROCK_CMD=<tag>` in its environment: on timeout,
 every process carrying that tag or descending from the shell is killed, so nothing the command started survives.
 """
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import signal
@@ -23,8 +22,17 @@ from rock.output import CappedBuffer
 
 # The session shell runs each command inside this function. On timeout the shell gets SIGUSR1: its trap returns
 # from the function as soon as the current foreground process is gone, so the rest of the command never runs.
-RUNNER = ("__rock_run() { trap 'trap - USR1; return 124' USR1; eval \"$(printf %s \"$1\" | base64 -d)\" </dev/null; "
+RUNNER = ("__rock_run() { trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null; "
           "local __rock_rc=$?; trap - USR1; return $__rock_rc; }")
+
+
+def ansi_c_quote(text: str) -> str:
+    """Quote as bash $'...': printable ASCII as is, every other byte as \\xHH, so no byte can break the framing."""
+    out = []
+    for byte in text.encode():
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in "\\'" else f"\\x{byte:02x}")
+    return "$'" + "".join(out) + "'"
 
 
 class SessionDied(RuntimeError):
@@ -111,8 +119,7 @@ class ShellSession:
         started_uptime = uptime()
         nonce = secrets.token_hex(8)
         tag = secrets.token_hex(6)
-        encoded = base64.b64encode(command.encode()).decode()
-        line = (f"export ROCK_CMD={tag}; __rock_run '{encoded}'; "
+        line = (f"export ROCK_CMD={tag}; __rock_run {ansi_c_quote(command)}; "
                 f"printf '\\n__ROCK_{nonce}__ %d %s\\n' $? \"$PWD\"\n")
         buffer = CappedBuffer(self.max_output_bytes)
         try:

@@ -153,3 +153,9 @@ def test_quarantine_keeps_the_container(docker_engine):
         docker_engine.containers.get(name)  # still there
     finally:
         docker_engine.containers.get(name).remove(force=True)
+
+
+def test_any_bytes_in_a_command_survive_the_framing(sandbox):
+    command = "cat <<'EOF'\nquotes ' \" \\ $HOME `x` é 日本 \t tab\nEOF\nprintf '%s\\n' \"a'b\""
+    result = sandbox.run(command)
+    assert result.output == "quotes ' \" \\ $HOME `x` é 日本 \t tab\na'b\n"
