@@ -62,7 +62,7 @@ def image_ls() -> None:
 def ps(all: bool = typer.Option(False, "--all", "-a", help="include stopped (quarantined) sandboxes")) -> None:
     """List sandboxes with their owner and state."""
     table = Table("name", "image", "status", "owner pid", "owner alive", "age (s)")
-    for c in docker_client().containers.list(all=all, filters={"label": MANAGED}):
+    for c in docker_client().containers.list(all=all, filters={"label": MANAGED}, ignore_removed=True):
         age = time.time() - float(c.labels.get("rock.created", "0") or 0)
         image = c.image.tags[0] if c.image.tags else c.image.short_id
         status = "quarantined" if c.name.startswith(QUARANTINE_PREFIX) else c.status
@@ -115,6 +115,51 @@ def shell(image: str = typer.Option(DEFAULT_IMAGE), network: str = typer.Option(
         console.print(f"[dim]sandbox {sb.name} ({image}); exit to remove it[/dim]")
         code = subprocess.call(["docker", "exec", "-it", sb.name, "bash"])
     raise typer.Exit(code)
+
+
+@app.command()
+def audit(path: str = typer.Argument(..., help="a run directory or a trajectories .jsonl file"),
+          category: Optional[str] = typer.Option(None, help="prefix, e.g. network or compute.mining"),
+          severity: Optional[str] = typer.Option(None, help="minimum: low, medium, high, critical"),
+          trajectory: Optional[str] = typer.Option(None, help="one trajectory id"),
+          as_json: bool = typer.Option(False, "--json", help="export the events as JSON lines")) -> None:
+    """List a run's security events with the turn and command that caused each."""
+    from pathlib import Path
+
+    from rock.telemetry.audit import iter_events, select
+
+    if not Path(path).exists():
+        err.print(f"[red]error:[/red] {path} does not exist")
+        raise typer.Exit(2)
+    events = select(iter_events(path), category, severity, trajectory)
+    if as_json:
+        import json
+
+        for event in events:
+            sys.stdout.write(json.dumps(event) + "\n")
+        return
+    table = Table("trajectory", "turn", "category", "severity", "rule", "what", "command")
+    for e in events:
+        table.add_row(str(e.get("trajectory") or "-"), str(e.get("turn", "-")), e["category"], e["severity"],
+                      e["rule"], e.get("message", "")[:60], (e.get("command") or "")[:50])
+    console.print(table)
+    console.print(f"{len(events)} event(s)")
+
+
+@app.command()
+def tracer(action: str = typer.Argument("status", help="start | stop | status")) -> None:
+    """The host eBPF tracer that serves every sandbox on this machine."""
+    from rock.telemetry.tracer import ensure_tracer, stop_tracer, tracer_pid
+
+    if action == "start":
+        status = ensure_tracer()
+        console.print(status.model_dump())
+        raise typer.Exit(0 if status.mode == "ebpf" else 1)
+    if action == "stop":
+        console.print("stopped" if stop_tracer() else "no tracer running")
+        return
+    pid = tracer_pid()
+    console.print(f"tracer running (pid {pid})" if pid else "no tracer running")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Sandbox images built offline: a Debian root filesystem from debootstrap, imported, then a Dockerfile layer."""
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -55,33 +56,72 @@ def _run(cmd: list[str], what: str, **kwargs) -> None:
         raise ImageBuildError(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/mounts") as handle:
+        points = [line.split()[1] for line in handle]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _unmount_all(root: Path) -> None:
+    """debootstrap mounts /proc (and sometimes /sys) in the target and may leave them: never tar or delete
+    through a mount."""
+    for point in _mounts_under(root):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    if _mounts_under(root):
+        raise ImageBuildError(f"could not unmount {_mounts_under(root)}; remove them by hand")
+
+
 def build_base(tag: str, packages: list[str], mirror: str | None = None) -> None:
     """debootstrap a minimal Debian with `packages` and import it as `tag`."""
     if shutil.which("debootstrap") is None:
         raise ImageBuildError("debootstrap is not installed: apt-get install -y debootstrap")
     mirror = mirror or debian_mirror()
-    with tempfile.TemporaryDirectory(prefix="rock-rootfs-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
+    tmp = Path(tempfile.mkdtemp(prefix="rock-rootfs-"))
+    rootfs = tmp / "rootfs"
+    try:
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(rootfs), mirror],
              "debootstrap")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        _unmount_all(rootfs)
+        tar = subprocess.Popen(["tar", "--one-file-system", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         _run(["docker", "import", "-", tag], "docker import", stdin=tar.stdout)
         tar.wait()
+    finally:
+        _unmount_all(rootfs) if rootfs.exists() else None
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recipe_hash(recipe: str = "default") -> str:
+    """Identifies what an image was built from: its package list and Dockerfile."""
+    digest = hashlib.sha256()
+    for name in ("packages.txt", "Dockerfile"):
+        digest.update((RECIPES / recipe / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _built_from(tag: str) -> str | None:
+    try:
+        return (docker_client().images.get(tag).labels or {}).get("rock.recipe-hash")
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def build(recipe: str = "default", tag: str = DEFAULT_IMAGE, mirror: str | None = None,
           if_missing: bool = False, log=print) -> str:
-    """Build the image of `docker/<recipe>/`: its packages.txt becomes the Debian base, its Dockerfile the top."""
-    if if_missing and image_exists(tag):
+    """Build the image of `docker/<recipe>/`: its packages.txt becomes the Debian base, its Dockerfile the top.
+    With `if_missing`, an image built from the same recipe is kept; a stale one is rebuilt."""
+    wanted = recipe_hash(recipe)
+    if if_missing and _built_from(tag) == wanted:
         log(f"image {tag} already present")
         return tag
-    base_tag = f"rock-base-{recipe}:{tag.rsplit(':', 1)[-1]}"
+    packages = recipe_packages(recipe)
+    base_tag = f"rock-base-{recipe}:{hashlib.sha256(' '.join(packages).encode()).hexdigest()[:12]}"
     if not image_exists(base_tag):
         log(f"debootstrapping Debian {SUITE} for {base_tag} (about a minute)")
-        build_base(base_tag, recipe_packages(recipe), mirror)
+        build_base(base_tag, packages, mirror)
     log(f"building {tag} from docker/{recipe}/Dockerfile")
     docker_client().images.build(path=str(RECIPES / recipe), tag=tag, buildargs={"BASE": base_tag}, rm=True,
-                                 labels={"rock.recipe": recipe})
+                                 labels={"rock.recipe": recipe, "rock.recipe-hash": wanted})
     return tag
 
 

@@ -46,9 +46,8 @@ def owner_alive(labels: dict[str, str]) -> bool:
     return ticks is not None and str(ticks) == labels.get("rock.owner.start")
 
 
-def orphaned(container) -> bool:
-    labels = container.labels or {}
-    if container.name.startswith(QUARANTINE_PREFIX):
+def orphaned(name: str, labels: dict[str, str]) -> bool:
+    if name.startswith(QUARANTINE_PREFIX):
         return False
     if labels.get("rock.owner.host") != socket.gethostname():
         return False  # another host's reaper owns it
@@ -58,15 +57,16 @@ def orphaned(container) -> bool:
 def reap(client: docker.DockerClient | None = None, older_than: float | None = None) -> list[str]:
     """Remove orphaned rock containers (and, with `older_than` seconds, any unquarantined one older than that).
     Returns the names removed."""
-    client = client or docker_client()
+    api = (client or docker_client()).api
     removed = []
-    for container in client.containers.list(all=True, filters={"label": MANAGED}):
-        created = float(container.labels.get("rock.created", "0") or 0)
+    for summary in api.containers(all=True, filters={"label": MANAGED}):
+        name, labels = summary["Names"][0].lstrip("/"), summary.get("Labels") or {}
+        created = float(labels.get("rock.created", "0") or 0)
         too_old = older_than is not None and time.time() - created > older_than
-        if orphaned(container) or (too_old and not container.name.startswith(QUARANTINE_PREFIX)):
+        if orphaned(name, labels) or (too_old and not name.startswith(QUARANTINE_PREFIX)):
             try:
-                container.remove(force=True)
-                removed.append(container.name)
+                api.remove_container(summary["Id"], force=True)
+                removed.append(name)
             except docker.errors.NotFound:
                 pass
     return removed

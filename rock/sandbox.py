@@ -10,7 +10,7 @@ from typing import Any
 
 import docker
 
-from rock.cgroups import CgroupStats, read_stats
+from rock.cgroups import CgroupStats, cgroup_procs, read_stats
 from rock.config import SandboxConfig
 from rock.engine import client as docker_client
 from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
@@ -39,6 +39,8 @@ class Sandbox:
         self._session_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._uid_gid: tuple[int, int] | None = None
+        self.listeners: list[Any] = []  # objects with after_command(record) (telemetry monitors)
+        self.running_commands = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @property
@@ -132,7 +134,11 @@ class Sandbox:
         before = read_stats(self.container.id)
         started_at = time.time()
         with self._session_locks[session]:
-            raw = shell.run(command, timeout or self.config.command_timeout)
+            self.running_commands += 1
+            try:
+                raw = shell.run(command, timeout or self.config.command_timeout)
+            finally:
+                self.running_commands -= 1
         after = read_stats(self.container.id)
         record = self.audit.append(CommandRecord(
             id=-1, sandbox=self.name, session=session, command=command, started_at=started_at,
@@ -141,6 +147,8 @@ class Sandbox:
             oom_killed=after.oom_kills > before.oom_kills, pids_limit_hit=after.pids_limit_hits > before.pids_limit_hits,
             cmd_tag=raw.cmd_tag, tags=tags or {},
         ))
+        for listener in self.listeners:
+            listener.after_command(record)
         return CommandResult(
             output=raw.output, exit_code=raw.exit_code, timed_out=raw.timed_out, duration=raw.duration,
             truncated_bytes=raw.truncated_bytes, oom_killed=record.oom_killed, pids_limit_hit=record.pids_limit_hit,
@@ -155,6 +163,11 @@ class Sandbox:
                                   workdir=self.config.workdir)["Id"]
         output = api.exec_start(exec_id, demux=False)
         return api.exec_inspect(exec_id)["ExitCode"], output.decode("utf-8", "replace")
+
+    def host_pids(self) -> list[int] | None:
+        """Host pids of the container's processes (None where this host cannot see its cgroup)."""
+        self._require_started()
+        return cgroup_procs(self.container.id)
 
     def stats(self) -> CgroupStats:
         self._require_started()

@@ -49,39 +49,53 @@ def _mount_tracefs() -> None:
         subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], capture_output=True)
 
 
+def _uts_inode(pid: int) -> int | None:
+    try:
+        return int(os.readlink(f"/proc/{pid}/ns/uts").split("[")[1].rstrip("]"))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class UtsMap:
-    """UTS namespace inode -> sandbox name, refreshed from the Docker engine when an unknown inode shows up."""
+    """UTS namespace inode -> sandbox name. Inodes are reused once a namespace dies, so every hit is checked against
+    the container's init (one readlink); an unknown inode triggers a look at the engine, at most every 50 ms."""
 
     def __init__(self) -> None:
-        self.names: dict[int, str] = {}
+        self.entries: dict[int, tuple[str, int]] = {}  # inode -> (sandbox name, host pid of its init)
         self._last_refresh = 0.0
 
     def lookup(self, inum: int) -> str | None:
-        if inum not in self.names and time.monotonic() - self._last_refresh > 0.2:
+        entry = self.entries.get(inum)
+        if entry is not None and _uts_inode(entry[1]) != inum:
+            del self.entries[inum]
+            entry = None
+        if entry is None and time.monotonic() - self._last_refresh > 0.05:
             self.refresh()
-        return self.names.get(inum)
+            entry = self.entries.get(inum)
+        return entry[0] if entry else None
 
     def refresh(self) -> None:
         from rock.engine import client
 
         self._last_refresh = time.monotonic()
         api = client().api
+        known = {name for name, _ in self.entries.values()}
         for container in api.containers(filters={"label": "rock.managed"}):
+            name = container["Names"][0].lstrip("/")
+            if name in known:
+                continue
             try:
                 pid = api.inspect_container(container["Id"])["State"]["Pid"]
-                name = container["Names"][0].lstrip("/")
             except Exception:  # noqa: BLE001 - gone meanwhile
                 continue
-            try:
-                link = os.readlink(f"/proc/{pid}/ns/uts")
-            except OSError:
-                continue
-            self.names[int(link.split("[")[1].rstrip("]"))] = name
+            inode = _uts_inode(pid)
+            if inode is not None:
+                self.entries[inode] = (name, pid)
 
     def any_running(self) -> bool:
         from rock.engine import client
 
-        return bool(client().containers.list(filters={"label": "rock.managed"}))
+        return bool(client().api.containers(filters={"label": "rock.managed"}))
 
 
 def _cmd_tag(pid: int | None) -> str:
@@ -128,10 +142,16 @@ def serve(spool: Path, idle_exit: float) -> int:
 
     threading.Thread(target=watch_idle, daemon=True).start()
 
-    def emit(line: str) -> None:
+    backlog: list[tuple[float, str]] = []  # lines of sandboxes not yet known to the engine query
+
+    def emit(line: str, retry: bool = True) -> None:
         fields = line.split("\t")
-        sandbox = uts.lookup(int(fields[6])) if len(fields) > 6 and fields[6].isdigit() else None
-        if sandbox is None or fields[5].startswith("runc"):
+        if len(fields) <= 6 or not fields[6].isdigit() or fields[5].startswith("runc"):
+            return
+        sandbox = uts.lookup(int(fields[6]))
+        if sandbox is None:
+            if retry:
+                backlog.append((time.monotonic(), line))
             return
         fields[6] = sandbox
         observation = parse_line("\t".join(fields), offset)
@@ -149,7 +169,11 @@ def serve(spool: Path, idle_exit: float) -> int:
     buffer = b""
     fd = proc.stdout.fileno()
     while True:
-        ready = select.select([fd], [], [], 0.005 if pending else 1.0)[0]
+        if backlog:
+            waiting, backlog[:] = list(backlog), []
+            for since, line in waiting:
+                emit(line, retry=time.monotonic() - since < 3.0)
+        ready = select.select([fd], [], [], 0.005 if pending or backlog else 1.0)[0]
         if not ready:
             if pending:  # nothing more came: the exec line (whose argv may span lines) is complete
                 emit(pending)
