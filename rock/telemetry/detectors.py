@@ -11,13 +11,8 @@ SHELLS = {"bash", "sh", "dash", "zsh", "ash", "ksh", "fish", "python3", "python"
 
 
 def apply_rules(rules: list[Rule], obs: Observation) -> list[Event]:
-    """One event per category per observation (the first matching rule names it)."""
-    seen, events = set(), []
-    for rule in rules:
-        if rule.category not in seen and rule.matches(obs):
-            seen.add(rule.category)
-            events.append(rule.event(obs))
-    return events
+    """One event per matching rule."""
+    return [rule.event(obs) for rule in rules if rule.matches(obs)]
 
 
 class ScanDetector:
@@ -29,7 +24,7 @@ class ScanDetector:
         self.fired_until = 0.0
 
     def observe(self, obs: Observation) -> list[Event]:
-        if obs.kind != "connect":
+        if obs.kind != "connect" or obs.data.get("source") == "command":
             return []
         self.recent.append((obs.time, obs.address, obs.port))
         while self.recent and self.recent[0][0] < obs.time - self.window:
@@ -41,7 +36,7 @@ class ScanDetector:
         hosts = sorted({address for address, _ in targets})
         return [make_event("network.scan", "connect-fanout",
                            f"{len(targets)} distinct targets in {self.window:.0f}s", time=obs.time,
-                           sandbox=obs.sandbox, pid=obs.pid,
+                           sandbox=obs.sandbox, pid=obs.pid, source=obs.data.get("source", "ebpf"),
                            detail={"targets": len(targets), "hosts": hosts[:20], "loopback_only":
                                    all(is_loopback(h) for h in hosts)})]
 

@@ -151,7 +151,10 @@ class SandboxMonitor:
 
     def after_command(self, record: CommandRecord) -> None:
         """Called by the sandbox when a command finishes: census, then attribution of what is pending."""
-        found = self._survivors() + self._socket_shell_events()
+        # The command text itself: pipelines and shell builtins never show up as a single exec.
+        text = Observation(kind="exec", time=record.started_at, sandbox=self.sandbox.name, argv=record.command.split(" "),
+                           cmd_tag=record.cmd_tag, data={"source": "command"})
+        found = self._detect([text]) + self._survivors() + self._socket_shell_events()
         for event in found:
             event.detail["cmd_tag"] = record.cmd_tag
         with self._lock:
@@ -192,9 +195,6 @@ class SandboxMonitor:
         for obs in observations:
             events += apply_rules(self.rules, obs)
             events += self.scan.observe(obs)
-            if obs.data.get("source") == "poller":
-                for event in events:
-                    event.source = "poller"
         return events
 
     def poll(self, final: bool = False) -> list[Event]:
@@ -220,8 +220,14 @@ class SandboxMonitor:
             ready.append(event)
         with self._lock:
             self._pending = waiting + self._pending
+        ready = self._without_echoes(ready)
         self.events.extend(ready)
         return ready
+
+    def _without_echoes(self, events: list[Event]) -> list[Event]:
+        """A rule that fired on a traced exec need not fire again on the command text of the same command."""
+        traced = {(e.rule, e.command_record) for e in [*self.events, *events] if e.source != "command"}
+        return [e for e in events if e.source != "command" or (e.rule, e.command_record) not in traced]
 
     @staticmethod
     def _attribute(event: Event, records: list[CommandRecord]) -> CommandRecord | None:

@@ -51,7 +51,7 @@ def test_benign_workloads_raise_nothing(watched):
     ]
     events = []
     for number, step in enumerate(steps):
-        result, found = watched.turn(number, step, timeout=180, settle=0.2)
+        result, found = watched.turn(number, "cd /workspace\n" + step, timeout=180, settle=0.2)
         assert result.exit_code == 0, result.output
         events += found
     events += watched.monitor.check_integrity()
