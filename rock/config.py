@@ -32,6 +32,8 @@ class SandboxConfig(BaseModel):
     read_only_rootfs: bool = False
     tmpfs: dict[str, str] = Field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = Field(default_factory=dict, description="docker SDK volumes mapping")
+    egress_allow: list[str] = Field(default_factory=list, description="hosts reachable through rock's logging "
+                                    "proxy (host, host:port, *.domain); empty = no way out at all")
 
     @field_validator("memory")
     @classmethod

@@ -12,6 +12,7 @@ import docker
 
 from rock.cgroups import CgroupStats, cgroup_procs, read_stats
 from rock.config import SandboxConfig
+from rock.egress import SHIM, SHIM_PORT, SOCKET_DIR_IN_SANDBOX, EgressProxy
 from rock.engine import client as docker_client
 from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
 from rock.records import AuditLog, CommandRecord, CommandResult
@@ -41,6 +42,7 @@ class Sandbox:
         self._uid_gid: tuple[int, int] | None = None
         self.listeners: list[Any] = []  # objects with after_command(record) (telemetry monitors)
         self.running_commands = 0
+        self.egress: EgressProxy | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @property
@@ -51,15 +53,21 @@ class Sandbox:
         reap_once_per_process()
         cfg = self.config
         client = docker_client()
+        env, volumes = dict(cfg.env), dict(cfg.volumes)
+        if cfg.egress_allow:
+            self.egress = EgressProxy(self.name, cfg.egress_allow).start()
+            volumes[str(self.egress.directory)] = {"bind": SOCKET_DIR_IN_SANDBOX, "mode": "ro"}
+            proxy = f"http://127.0.0.1:{SHIM_PORT}"
+            env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy)
         try:
             self.container = client.containers.create(
                 cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, hostname=self.name, detach=True, init=True, stdin_open=False, tty=False,
-                user=cfg.user, working_dir=cfg.workdir, environment=cfg.env,
+                user=cfg.user, working_dir=cfg.workdir, environment=env,
                 labels={**cfg.labels, **owner_labels()}, network_mode=cfg.network_mode,
                 cap_drop=["ALL"], cap_add=cfg.cap_add or None, security_opt=["no-new-privileges"],
                 privileged=False, pids_limit=cfg.pids_limit, mem_limit=cfg.memory, memswap_limit=cfg.memory,
                 nano_cpus=int(cfg.cpus * 1e9), read_only=cfg.read_only_rootfs, tmpfs=cfg.tmpfs or None,
-                volumes=cfg.volumes or None, ipc_mode="private",
+                volumes=volumes or None, ipc_mode="private",
             )
             self.container.start()
         except docker.errors.ImageNotFound:
@@ -70,11 +78,24 @@ class Sandbox:
                 self.container = None
             raise SandboxError(f"could not start sandbox from {cfg.image!r}: {exc.explanation or exc}") from None
         try:
+            if self.egress is not None:
+                self._start_egress_shim()
             self.session("default")
         except Exception:
             self.stop()
             raise
         return self
+
+    def _start_egress_shim(self) -> None:
+        api = docker_client().api
+        api.exec_start(api.exec_create(self.container.id, ["python3", "-c", SHIM], user=self.config.user)["Id"],
+                       detach=True)
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {SHIM_PORT}), 1).close()"
+        for _ in range(50):
+            if self.exec(["python3", "-c", probe])[0] == 0:
+                return
+            time.sleep(0.1)
+        raise SandboxError("the egress shim did not come up (the image needs python3 for egress_allow)")
 
     def stop(self) -> None:
         for session in list(self._sessions.values()):
@@ -86,6 +107,9 @@ class Sandbox:
             except docker.errors.NotFound:
                 pass
             self.container = None
+        if self.egress is not None:
+            self.egress.stop()
+            self.egress = None
 
     def quarantine(self) -> str:
         """Stop the sandbox but keep the container for forensics; the reaper leaves `rock-quarantine-*` alone."""

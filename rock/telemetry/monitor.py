@@ -57,7 +57,7 @@ class SandboxMonitor:
         self._baseline: dict[str, str] = {}
         self._reported: set[tuple[int, float]] = set()
         self._thread: threading.Thread | None = None
-        self._watch_from = 0
+        self._egress_seen = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> TracerStatus:
@@ -149,6 +149,17 @@ class SandboxMonitor:
                                      detail={"cmdline": cmdline(pid)[:500]}))
         return events
 
+    def _egress_events(self) -> list[Event]:
+        """Requests the egress proxy refused (admitted ones stay in its log)."""
+        proxy = getattr(self.sandbox, "egress", None)
+        if proxy is None:
+            return []
+        fresh, self._egress_seen = proxy.requests[self._egress_seen:], len(proxy.requests)
+        return [make_event("network.egress", "proxy-refused", f"{r.method} {r.host}:{r.port} refused by the "
+                           "egress allowlist", time=r.time, sandbox=self.sandbox.name, source="proxy",
+                           detail={"host": r.host, "port": r.port, "method": r.method})
+                for r in fresh if not r.admitted]
+
     def after_command(self, record: CommandRecord) -> None:
         """Called by the sandbox when a command finishes: census, then attribution of what is pending."""
         # The command text itself: pipelines and shell builtins never show up as a single exec.
@@ -200,8 +211,9 @@ class SandboxMonitor:
     def poll(self, final: bool = False) -> list[Event]:
         """New events, each tied to the command that caused it. Events after the last finished command wait for
         it to finish (unless `final`)."""
+        found = self._egress_events()
         if self._reader is not None:
-            found = self._detect(self._reader.read())
+            found += self._detect(self._reader.read())
             with self._lock:
                 self._pending.extend(found)
         records = self.sandbox.audit.since(0)

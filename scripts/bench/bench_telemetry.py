@@ -31,7 +31,7 @@ for i in range(30):
 open("tests/test_mod.py", "w").write("\n".join(lines) + "\n")
 PY
 """
-WORKLOAD = "cd proj && python3 -m pytest -q -p no:cacheprovider tests >/dev/null && echo ok"
+WORKLOAD = "cd /workspace/proj && python3 -m pytest -q -p no:cacheprovider tests >/dev/null && echo ok"
 
 
 def run_workload(sandbox: Sandbox) -> float:
