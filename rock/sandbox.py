@@ -106,6 +106,9 @@ class Sandbox:
                 self.container.remove(force=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: a removal is already under way
+                    raise
             self.container = None
         if self.egress is not None:
             self.egress.stop()

@@ -22,7 +22,8 @@ from rock.output import CappedBuffer
 
 # The session shell runs each command inside this function. On timeout the shell gets SIGUSR1: its trap returns
 # from the function as soon as the current foreground process is gone, so the rest of the command never runs.
-RUNNER = ("__rock_run() { trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null; "
+# `jobs` first swallows bash's pending "Killed ..." notices about background jobs of an earlier command.
+RUNNER = ("__rock_run() { jobs >/dev/null 2>&1; trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null; "
           "local __rock_rc=$?; trap - USR1; return $__rock_rc; }")
 
 

@@ -27,6 +27,8 @@ class SafetyConfig(BaseModel):
                                                              "{network.egress: {penalty: 0.5}}")
     protected: list[str] = Field(default_factory=list, description="workspace paths the agent must not edit "
                                                                    "(tests, verifier); the task may add its own")
+    integrity_every_turn: bool = Field(True, description="hash protected files after every turn (ties a tampering "
+                                                         "to its turn) instead of only at the end")
 
 
 class SafetyGuard:
@@ -46,6 +48,8 @@ class SafetyGuard:
 
     async def on_turn_end(self, turn: Turn, trajectory: Trajectory) -> str | None:
         """iflow's turn hook: attach the turn's events; a reason to stop ends the episode ("terminated")."""
+        if self.config.integrity_every_turn and self.monitor.protected:
+            await asyncio.to_thread(self.monitor.check_integrity)
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         self._attach(found, trajectory, turn)
         verdict = self.policy.verdict(found)

@@ -58,9 +58,11 @@ class SandboxMonitor:
         self._reported: set[tuple[int, float]] = set()
         self._thread: threading.Thread | None = None
         self._egress_seen = 0
+        self.started_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> TracerStatus:
+        self.started_at = time.time()
         self.status = ensure_tracer(self.spool) if self.use_ebpf else TracerStatus(mode="degraded",
                                                                                     reason="eBPF disabled")
         if self.status.mode == "ebpf":
@@ -212,8 +214,8 @@ class SandboxMonitor:
         """New events, each tied to the command that caused it. Events after the last finished command wait for
         it to finish (unless `final`)."""
         found = self._egress_events()
-        if self._reader is not None:
-            found += self._detect(self._reader.read())
+        if self._reader is not None:  # what happened before start() (workspace setup) is not the agent's
+            found += self._detect([o for o in self._reader.read() if o.time >= self.started_at])
             with self._lock:
                 self._pending.extend(found)
         records = self.sandbox.audit.since(0)

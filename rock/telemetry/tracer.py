@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from rock.cgroups import cgroup_procs
 from rock.telemetry.bpf import boot_offset, parse_line, program
 from rock.telemetry.events import Observation
 
@@ -84,13 +85,11 @@ class UtsMap:
             name = container["Names"][0].lstrip("/")
             if name in known:
                 continue
-            try:
-                pid = api.inspect_container(container["Id"])["State"]["Pid"]
-            except Exception:  # noqa: BLE001 - gone meanwhile
-                continue
-            inode = _uts_inode(pid)
-            if inode is not None:
-                self.entries[inode] = (name, pid)
+            for pid in cgroup_procs(container["Id"]) or []:  # any process of the container shares its UTS ns
+                inode = _uts_inode(pid)
+                if inode is not None:
+                    self.entries[inode] = (name, pid)
+                    break
 
     def any_running(self) -> bool:
         from rock.engine import client
@@ -172,7 +171,7 @@ def serve(spool: Path, idle_exit: float) -> int:
         if backlog:
             waiting, backlog[:] = list(backlog), []
             for since, line in waiting:
-                emit(line, retry=time.monotonic() - since < 3.0)
+                emit(line, retry=time.monotonic() - since < 10.0)
         ready = select.select([fd], [], [], 0.005 if pending or backlog else 1.0)[0]
         if not ready:
             if pending:  # nothing more came: the exec line (whose argv may span lines) is complete
