@@ -44,8 +44,9 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-# ---- 3. Host tools the sandboxes and telemetry use -------------------------------------------------------------
-apt_install debootstrap
+# ---- 3. Host tools: debootstrap builds images, bpftrace traces sandboxes (rock telemetry) ------------------------
+apt_install debootstrap bpftrace
+if [ ! -e /sys/kernel/tracing/events ]; then mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true; fi
 
 # ---- 4. Default sandbox image ----------------------------------------------------------------------------------
 if [ "${1:-}" != "--no-image" ]; then
