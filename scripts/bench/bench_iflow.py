@@ -133,8 +133,8 @@ def main() -> None:
     values = []
     for n in (50, 200):
         budget = ContextConfig(max_context_tokens=max(2000, n * 300 // 3), keep_recent_turns=3)
-        values.append(build_ms(lambda: ContextManager(system, task, budget, renderer), n, max(3, args.repeats // 4),
-                               tokenizer, "levels"))
+        values.append(build_ms(lambda budget=budget: ContextManager(system, task, budget, renderer), n,
+                               max(3, args.repeats // 4), tokenizer, "levels"))
     print(f"{'compressing to budget (tokens, fork)':<46}{values[0]:>12.2f}{values[1]:>10.2f}")
 
 
