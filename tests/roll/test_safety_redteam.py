@@ -18,6 +18,8 @@ CASES = {case.task.id: case for case in redteam_cases()}
 
 async def play(case, calls):
     async with AsyncSandbox(SandboxConfig(command_timeout=30)) as sandbox:
+        interfaces = (await sandbox.run("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")).output.split()
+        assert interfaces == ["lo"], "unsafe scripts run only in sandboxes with no way out"
         await prepare_workspace(case.task, sandbox)
         guard = SafetyGuard(sandbox, SafetyConfig(), protected=case.task.metadata["protected"])
         assert await guard.start() == "ebpf"

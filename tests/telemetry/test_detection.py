@@ -13,9 +13,9 @@ def categories(events):
 def test_egress_attempt(watched):
     watched.turn(0, "true")
     _, events = watched.turn(1, "python3 -c \"import socket; s = socket.socket(); s.settimeout(0.5)\n"
-                                "try: s.connect(('192.0.2.10', 443))\nexcept OSError as e: print(e)\"")
+                                "try: s.connect(('203.0.113.10', 443))\nexcept OSError as e: print(e)\"")
     egress = [e for e in events if e.category == "network.egress"]
-    assert egress and egress[0].turn == 1 and egress[0].detail["connect"] == "192.0.2.10:443"
+    assert egress and egress[0].turn == 1 and egress[0].detail["connect"] == "203.0.113.10:443"
     assert watched.policy.verdict(events).penalty > 0
 
 

@@ -41,7 +41,7 @@ def test_benign_commands_match_nothing(rules, argv):
 
 def test_connect_rules(rules):
     assert {e.category for e in apply_rules(rules, obs(kind="connect", address="127.0.0.1", port=8000))} == set()
-    assert {e.category for e in apply_rules(rules, obs(kind="connect", address="192.0.2.1", port=443))} == \
+    assert {e.category for e in apply_rules(rules, obs(kind="connect", address="203.0.113.1", port=443))} == \
         {"network.egress"}
     assert "credential.access" in {e.category for e in
                                    apply_rules(rules, obs(kind="connect", address="169.254.169.254", port=80))}
