@@ -57,13 +57,13 @@ def bench_generation(model_path: Path, batch: int, tokens: int) -> dict[str, flo
     for backend in ("hf", "vllm"):
         engine = build_engine(model_path, EngineConfig(backend=backend, hf_max_batch=batch, hf_batch_wait_ms=100))
         try:
-            async def run(items: list[list[int]]) -> list[dict]:
-                return await asyncio.gather(*(engine.generate(p, {"max_tokens": tokens, "temperature": 1.0,
-                                                                  "seed": i}, timeout=600)
+            async def run(eng, items: list[list[int]]) -> list[dict]:
+                return await asyncio.gather(*(eng.generate(p, {"max_tokens": tokens, "temperature": 1.0,
+                                                               "seed": i}, timeout=600)
                                               for i, p in enumerate(items)))
-            asyncio.run(run(prompts[:2]))  # warm-up
+            asyncio.run(run(engine, prompts[:2]))  # warm-up
             started = time.perf_counter()
-            outputs = asyncio.run(run(prompts))
+            outputs = asyncio.run(run(engine, prompts))
             seconds = time.perf_counter() - started
         finally:
             engine.close()
@@ -84,7 +84,7 @@ def bench_rollout(model_path: Path, steps: int, batch: int, slow_fraction: float
     common = ["task=latency_mix", f"task.secret_word.latency.slow_fraction={slow_fraction}",
               f"task.secret_word.latency.slow_seconds={slow_seconds}", f"task.num_tasks={steps * batch * 2}",
               "rollout.group_size=1", f"rollout.groups_per_step={batch}", f"rollout.max_concurrency={batch}",
-              f"rollout.pool_size={batch}", f"agent.max_turns={max_turns}", "agent.sampling.max_tokens=32",
+              f"rollout.pool_size={2 * batch}", f"agent.max_turns={max_turns}", "agent.sampling.max_tokens=32",
               "engine.num_cpus=0.5", "ray.num_cpus=2", "rollout.progress=false"]
     base = load_config("rollout", common)
     started_ray = init_ray(base.ray)
@@ -113,10 +113,10 @@ def bench_rollout(model_path: Path, steps: int, batch: int, slow_fraction: float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3, help="rollout batches per mode")
+    parser.add_argument("--steps", type=int, default=4, help="rollout batches per mode")
     parser.add_argument("--batch", type=int, default=8, help="episodes per batch = sandbox slots")
-    parser.add_argument("--slow-fraction", type=float, default=0.25)
-    parser.add_argument("--slow-seconds", type=float, default=4.0)
+    parser.add_argument("--slow-fraction", type=float, default=0.2)
+    parser.add_argument("--slow-seconds", type=float, default=10.0)
     parser.add_argument("--max-turns", type=int, default=3)
     parser.add_argument("--gen-batch", type=int, default=32, help="prompts in the generation benchmark")
     parser.add_argument("--gen-tokens", type=int, default=128, help="new tokens per prompt")

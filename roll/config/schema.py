@@ -1,0 +1,52 @@
+"""The root config: one pydantic model per section, each defined in the package that owns it.
+
+To add a section: define `class FooConfig(BaseModel)` (with `model_config = ConfigDict(extra="forbid")`) in the
+package that uses it, add `foo: FooConfig = Field(default_factory=FooConfig)` below, and `configs/foo/default.yaml`
+plus a `- foo: default` line in the primary configs that need it."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from iflow.config import AgentConfig
+from rock.config import SandboxConfig
+from roll.config.training import AlgorithmConfig, EvalConfig, LoopConfig, MetricsConfig, SFTConfig, TrainerConfig
+from roll.engines.config import EngineConfig
+from roll.models.config import ModelConfig
+from roll.rollout.config import RolloutConfig
+from roll.tasks.config import TaskConfig
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("run", min_length=1)
+    dir: str | None = Field(None, description="run directory; null = runs/<name>-<timestamp>")
+    seed: int = 0
+
+
+class RayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(None, description="an existing cluster ('auto'); null = start a local one")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance (null = all)")
+    init_timeout: float = Field(60.0, gt=0)
+
+
+class RootConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    # the training half (roll/config/training.py): configs/{trainer,algorithm,loop,sft,metrics,eval}/
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)

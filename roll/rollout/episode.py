@@ -1,0 +1,158 @@
+"""One episode: take a sandbox from the pool, set the workspace up, run the iFlow agent, verify, give the sandbox back.
+
+`EpisodeRunner.run` never raises for environment trouble: it returns an `EpisodeResult` whose `status` says whether
+the reward is reliable ("ok", or the agent's own "timeout") or why not (sandbox_error, setup_error, verifier_error,
+engine_error, hung). The trajectory carries reward, reward_info, timings and the sandbox command audit (per turn from
+the agent; setup and verifier commands in metadata)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from iflow.agent import Agent
+from iflow.config import AgentConfig
+from iflow.trajectory import Trajectory
+from roll.tasks.schema import TaskRecord
+from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
+
+RELIABLE = ("ok", "timeout")
+
+
+@dataclass
+class EpisodeResult:
+    trajectory: Trajectory
+    status: str
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trajectory": self.trajectory.model_dump(mode="json"), "status": self.status, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeResult:
+        return cls(Trajectory.model_validate(data["trajectory"]), data["status"], data.get("error"))
+
+
+def agent_config_for(task: TaskRecord, base: AgentConfig) -> AgentConfig:
+    """The agent config with the task's limits applied (a task limit only ever tightens)."""
+    limits = task.limits
+    update: dict[str, Any] = {}
+    if limits.max_turns is not None:
+        update["max_turns"] = min(base.max_turns, limits.max_turns)
+    if limits.max_tokens is not None:
+        update["max_total_tokens"] = min(base.max_total_tokens or limits.max_tokens, limits.max_tokens)
+    if limits.max_seconds is not None:
+        update["max_wall_seconds"] = min(base.max_wall_seconds, limits.max_seconds)
+    return base.model_copy(update=update)
+
+
+def episode_deadline(task: TaskRecord, agent: AgentConfig, grace: float) -> float:
+    """Seconds after which an episode counts as hung: every stage's own limit plus `grace`."""
+    return agent_config_for(task, agent).max_wall_seconds + task.setup_timeout + task.verifier.timeout + grace
+
+
+class EpisodeRunner:
+    def __init__(self, pool: Any, agent: AgentConfig, acquire_timeout: float = 120.0, hang_grace: float = 60.0,
+                 episode_timeout: float | None = None) -> None:
+        self.pool = pool
+        self.agent = agent
+        self.acquire_timeout = acquire_timeout
+        self.hang_grace = hang_grace
+        self.episode_timeout = episode_timeout
+
+    async def run(self, task: TaskRecord, policy: Any, *, trajectory_id: str, group_id: str | None = None,
+                  metadata: dict[str, Any] | None = None, on_agent_done: Any = None) -> EpisodeResult:
+        """`on_agent_done()` is called once the agent no longer needs the policy (lockstep batching)."""
+        try:
+            return await self._run_guarded(task, policy, trajectory_id, group_id, metadata, on_agent_done)
+        finally:
+            if on_agent_done is not None:
+                on_agent_done()
+
+    async def _run_guarded(self, task: TaskRecord, policy: Any, trajectory_id: str, group_id: str | None,
+                           metadata: dict[str, Any] | None, on_agent_done: Any) -> EpisodeResult:
+        meta = {"task": {"id": task.id, **{k: v for k, v in task.metadata.items() if k != "signature"}},
+                **(metadata or {})}
+        traj = Trajectory(id=trajectory_id, task_id=task.id, group_id=group_id, task=task.instruction,
+                          metadata=meta, outcome="error")
+        state: dict[str, Any] = {"trajectory": traj, "sandbox": None, "timings": {}}
+        limit = self.episode_timeout or episode_deadline(task, self.agent, self.hang_grace) + self.acquire_timeout
+        started = time.monotonic()
+        try:
+            result = await asyncio.wait_for(self._run(task, policy, state, on_agent_done), limit)
+        except asyncio.TimeoutError:
+            result = EpisodeResult(state["trajectory"], "hung", f"episode exceeded {limit:g}s; sandbox replaced")
+        finally:
+            sandbox = state["sandbox"]
+            if sandbox is not None:
+                try:
+                    await asyncio.wait_for(self.pool.release_async(sandbox), 60)
+                except Exception:  # noqa: BLE001 - the pool replaces it; nothing else to do
+                    pass
+        result.trajectory.timings.update(state["timings"])
+        result.trajectory.timings["episode"] = time.monotonic() - started
+        result.trajectory.metadata["status"] = result.status
+        if result.error:
+            result.trajectory.metadata["status_error"] = result.error
+        versions = [t.policy_version for t in result.trajectory.turns if t.policy_version is not None]
+        result.trajectory.metadata["policy_versions"] = [min(versions), max(versions)] if versions else []
+        return result
+
+    async def _run(self, task: TaskRecord, policy: Any, state: dict[str, Any], on_agent_done: Any) -> EpisodeResult:
+        timings = state["timings"]
+        mark = time.monotonic()
+        try:
+            sandbox = await self.pool.acquire_async(timeout=self.acquire_timeout)
+        except Exception as exc:  # noqa: BLE001
+            return EpisodeResult(state["trajectory"], "sandbox_error", f"no sandbox: {type(exc).__name__}: {exc}")
+        state["sandbox"] = sandbox
+        timings["acquire"] = time.monotonic() - mark
+        traj: Trajectory = state["trajectory"]
+        traj.metadata["sandbox"] = sandbox.name
+        audit_mark = sandbox.audit.mark()
+        mark = time.monotonic()
+        try:
+            await prepare_workspace(task, sandbox)
+        except EnvironmentFailure as exc:
+            traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+            return EpisodeResult(traj, exc.kind, str(exc))
+        timings["setup"] = time.monotonic() - mark
+        traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+
+        mark = time.monotonic()
+        agent = Agent(policy, sandbox, agent_config_for(task, self.agent))
+        try:
+            traj = await agent.run(task.instruction, task_id=task.id, trajectory_id=traj.id,
+                                   metadata=dict(traj.metadata))
+        except Exception as exc:  # noqa: BLE001 - the agent itself broke: not the policy's fault
+            return EpisodeResult(traj, "sandbox_error", f"agent crashed: {type(exc).__name__}: {exc}")
+        finally:
+            if on_agent_done is not None:
+                on_agent_done()
+        traj.group_id = state["trajectory"].group_id
+        state["trajectory"] = traj
+        timings["agent"] = time.monotonic() - mark
+        if traj.outcome == "error":
+            return EpisodeResult(traj, "engine_error", traj.error)
+
+        try:
+            health = await sandbox.run("true", timeout=15, session=ROLL_SESSION)
+            healthy = health.exit_code == 0 and not health.timed_out
+        except Exception as exc:  # noqa: BLE001
+            healthy, health = False, exc
+        if not healthy:
+            return EpisodeResult(traj, "sandbox_error", f"sandbox unhealthy after the episode: {health}")
+
+        mark = time.monotonic()
+        audit_mark = sandbox.audit.mark()
+        try:
+            verdict = await verify(task, sandbox)
+        except EnvironmentFailure as exc:
+            traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+            return EpisodeResult(traj, exc.kind, str(exc))
+        timings["verify"] = time.monotonic() - mark
+        traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+        traj.reward, traj.reward_info = verdict.reward, verdict.info
+        status = "timeout" if traj.outcome == "timeout" else "ok"
+        return EpisodeResult(traj, status)
