@@ -22,6 +22,7 @@ from roll.tasks.schema import Limits, TaskRecord, Verifier
 from roll.tasks.words import DECOY_PHRASES, FILE_STEMS, FOLDERS, SECRET_WORDS
 
 ANSWER_FILE = "answer.txt"
+SIGN_OFFS = ["Thanks.", "Keep it safe.", "Do not share.", "See you.", "Regards, ops.", "Ask if unsure."]
 EVAL_BUCKETS = 5  # one instance in five belongs to the eval split
 
 
@@ -39,6 +40,11 @@ class SecretWordOptions(BaseModel):
     hops: int = Field(1, ge=1, le=2, description="1: the note holds the word; 2: it names the file that does")
     distractors: int = Field(2, ge=0, le=8, description="decoy files with other words")
     max_turns: int = Field(6, ge=2, description="episode turn limit written into each record")
+    words: int | None = Field(None, ge=2, description="draw the word from the first N of the word list "
+                                                      "(null = all); fewer words = less to copy")
+    note_path: str | None = Field(None, description="a fixed path for the note (null = a random folder/name)")
+    memo_ids: bool = Field(False, description="wrap the sentence in a random memo number and sign-off, so that "
+                                              "instances differ even with a fixed note path and few words")
     latency: LatencyMix | None = Field(None, description="benchmark latency mix (setup + verifier sleeps)")
 
 
@@ -57,8 +63,10 @@ def _split_of(signature: str) -> Literal["train", "eval"]:
 
 def _instance(rng: random.Random, options: SecretWordOptions) -> tuple[str, dict]:
     taken: set[str] = set()
-    note = _path(rng, taken)
-    word = rng.choice(SECRET_WORDS)
+    note = options.note_path or _path(rng, taken)
+    taken.add(note)
+    vocabulary = SECRET_WORDS[: options.words] if options.words else SECRET_WORDS
+    word = rng.choice(vocabulary)
     files: dict[str, str] = {}
     chain = [note]
     if options.hops == 2:
@@ -66,6 +74,8 @@ def _instance(rng: random.Random, options: SecretWordOptions) -> tuple[str, dict
         files[note] = f"The secret word is in {target}."
         files[target] = f"The secret word is {word}."
         chain.append(target)
+    elif options.memo_ids:
+        files[note] = f"Memo {rng.randint(100, 999)}. The secret word is {word}. {rng.choice(SIGN_OFFS)}"
     else:
         files[note] = f"The secret word is {word}."
     for _ in range(options.distractors):
