@@ -26,11 +26,11 @@ for key, value in {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TOKENIZE
                    "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "WANDB_MODE": "disabled"}.items():
     os.environ.setdefault(key, value)
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from roll.config.training import AlgorithmConfig, TrainerConfig  # noqa: E402
-from roll.trainer.batch import Sample  # noqa: E402
+from roll.config.training import AlgorithmConfig, TrainerConfig
+from roll.trainer.batch import Sample
 
 console = Console()
 

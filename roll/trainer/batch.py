@@ -1,0 +1,236 @@
+"""Trajectories -> training samples -> padded micro-batches, planned over data-parallel ranks and mini-batches.
+
+A *sample* is one token sequence of a trajectory (`iflow.trajectory.training_sequences`: a trajectory whose context
+was rewritten mid-episode gives several). Its assistant tokens carry their turn index, which becomes the chunk id of
+`ipa.chunk_index`; prompt and observation tokens carry -1.
+
+Micro-batches are packed by padded token count (rows x longest row <= budget). Every rank must run the same number
+of forward/backward passes per optimizer step (ZeRO reduces gradients collectively), so the plan splits or pads
+micro-batches until each rank of each mini-batch has the same count; a padding micro-batch has an all-zero loss mask.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from torch import Tensor
+
+from iflow.trajectory import Trajectory, training_sequences
+
+
+@dataclass
+class Sample:
+    input_ids: list[int]
+    turn_ids: list[int]
+    engine_logprobs: list[float]
+    loss_mask: list[int]
+    reward: float = 0.0
+    group: int = 0
+    trajectory: int = 0
+    chunk_rewards: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return sum(self.loss_mask)
+
+
+def samples_from_trajectories(
+    trajectories: Sequence[Trajectory], *, error_masking: bool, max_seq_len: int | None = None
+) -> list[Sample]:
+    """One sample per training sequence. `error_masking` drops turns with train_mask=0 from the loss.
+
+    Group ids are dense ints in order of first appearance of `group_id` (falling back to `task_id`); trajectory
+    rewards of None count as 0. Per-turn rewards become `chunk_rewards` (in chunk order) when any turn has one."""
+    groups: dict[str, int] = {}
+    samples: list[Sample] = []
+    for t_index, trajectory in enumerate(trajectories):
+        key = trajectory.group_id if trajectory.group_id is not None else trajectory.task_id or trajectory.id
+        group = groups.setdefault(key, len(groups))
+        turn_rewards = {turn.index: turn.reward for turn in trajectory.turns}
+        for seq in training_sequences(trajectory):
+            mask = [int(m and t >= 0) if error_masking else int(t >= 0) for m, t in zip(seq.train_mask, seq.turn_ids)]
+            ids, turn_ids, logps = seq.input_ids, seq.turn_ids, seq.engine_logprobs
+            if max_seq_len is not None and len(ids) > max_seq_len:
+                ids, turn_ids, logps, mask = (x[:max_seq_len] for x in (ids, turn_ids, logps, mask))
+            present = sorted({t for t in turn_ids if t >= 0})
+            chunk_rewards = None
+            if any(turn_rewards.get(t) is not None for t in present):
+                chunk_rewards = [float(turn_rewards.get(t) or 0.0) for t in present]
+            samples.append(Sample(list(ids), list(turn_ids), list(logps), mask, float(trajectory.reward or 0.0),
+                                  group, t_index, chunk_rewards))
+    return samples
+
+
+@dataclass
+class MicroBatch:
+    """A padded micro-batch (right padding). `sample_index` maps rows back to the step's samples (-1: padding)."""
+
+    input_ids: Tensor  # [B,T] long
+    attention_mask: Tensor  # [B,T] long
+    loss_mask: Tensor  # [B,T] bool
+    turn_ids: Tensor  # [B,T] long, -1 outside turns
+    engine_logp: Tensor  # [B,T] float32
+    rewards: Tensor  # [B] float32
+    group_ids: Tensor  # [B] long
+    sample_index: Tensor  # [B] long
+    chunk_rewards: Tensor | None = None  # [B,K] float32
+    old_logp: Tensor | None = None  # [B,T] filled by the old-log-prob pass
+    ref_logp: Tensor | None = None  # [B,T] filled by the reference model
+    advantages: Tensor | None = None  # [B] given advantages (ppo), computed over the whole batch
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return int(self.loss_mask.sum())
+
+    @property
+    def num_sequences(self) -> int:
+        return int(self.loss_mask.any(dim=1).sum())
+
+    def to(self, device: torch.device | str) -> MicroBatch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: v.to(device) for k, v in moved.items() if isinstance(v, Tensor)})
+
+
+def collate(samples: Sequence[Sample], indices: Sequence[int], pad_id: int, dummy: bool = False) -> MicroBatch:
+    """Pad `samples[indices]` to the longest row. `dummy=True` zeroes the loss mask (a padding micro-batch)."""
+    if not indices:
+        raise ValueError("a micro-batch needs at least one sample")
+    rows = [samples[i] for i in indices]
+    B, T = len(rows), max(len(r) for r in rows)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, T), dtype=torch.long)
+    loss_mask = torch.zeros((B, T), dtype=torch.bool)
+    turn_ids = torch.full((B, T), -1, dtype=torch.long)
+    engine_logp = torch.zeros((B, T), dtype=torch.float32)
+    for b, row in enumerate(rows):
+        n = len(row)
+        input_ids[b, :n] = torch.tensor(row.input_ids, dtype=torch.long)
+        attention[b, :n] = 1
+        loss_mask[b, :n] = torch.tensor(row.loss_mask, dtype=torch.bool)
+        turn_ids[b, :n] = torch.tensor(row.turn_ids, dtype=torch.long)
+        engine_logp[b, :n] = torch.tensor(row.engine_logprobs, dtype=torch.float32)
+    if dummy:
+        loss_mask.zero_()
+    chunk_rewards = None
+    if any(r.chunk_rewards is not None for r in rows):
+        K = max(len(r.chunk_rewards or []) for r in rows)
+        chunk_rewards = torch.zeros((B, K), dtype=torch.float32)
+        for b, row in enumerate(rows):
+            if row.chunk_rewards:
+                chunk_rewards[b, : len(row.chunk_rewards)] = torch.tensor(row.chunk_rewards)
+    return MicroBatch(
+        input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask, turn_ids=turn_ids,
+        engine_logp=engine_logp, rewards=torch.tensor([r.reward for r in rows], dtype=torch.float32),
+        group_ids=torch.tensor([r.group for r in rows], dtype=torch.long),
+        sample_index=torch.tensor([-1 if dummy else i for i in indices], dtype=torch.long),
+        chunk_rewards=chunk_rewards,
+    )
+
+
+def pack(units: Sequence[Sequence[int]], lengths: Sequence[int], max_tokens: int) -> list[list[list[int]]]:
+    """First-fit decreasing over *units* (lists of sample indices that must share a micro-batch, e.g. a GRPO group):
+    bins whose padded size (rows x longest row) stays within `max_tokens`; a unit over the budget gets its own bin."""
+    def width(unit: Sequence[int]) -> int:
+        return max(lengths[i] for i in unit)
+
+    order = sorted(range(len(units)), key=lambda u: (-width(units[u]), u))
+    bins: list[list[list[int]]] = []
+    shape: list[tuple[int, int]] = []  # (rows, width) of each bin
+    for u in order:
+        unit, w = list(units[u]), width(units[u])
+        for b, (rows, bw) in enumerate(shape):
+            if (rows + len(unit)) * max(bw, w) <= max_tokens:
+                bins[b].append(unit)
+                shape[b] = (rows + len(unit), max(bw, w))
+                break
+        else:
+            bins.append([unit])
+            shape.append((len(unit), w))
+    return bins
+
+
+def _cost(bin_: list[list[int]], lengths: Sequence[int]) -> int:
+    rows = [i for unit in bin_ for i in unit]
+    return len(rows) * max(lengths[i] for i in rows)
+
+
+def _split_largest(bins: list[list[list[int]]], lengths: Sequence[int]) -> bool:
+    """Halve the splittable bin (more than one unit) with the largest padded cost; False when none is."""
+    candidates = [b for b in range(len(bins)) if len(bins[b]) > 1]
+    if not candidates:
+        return False
+    members = bins.pop(max(candidates, key=lambda k: _cost(bins[k], lengths)))
+    half = len(members) // 2
+    bins.extend([members[:half], members[half:]])
+    return True
+
+
+def assign_to_ranks(bins: list[list[list[int]]], lengths: Sequence[int], world_size: int
+                    ) -> list[list[list[int] | None]]:
+    """Distribute bins over ranks with equal counts, balancing padded tokens; None marks a padding micro-batch."""
+    bins = [list(b) for b in bins]
+    while len(bins) % world_size and _split_largest(bins, lengths):
+        pass
+    per_rank = -(-len(bins) // world_size)
+    cost = [0] * world_size
+    ranks: list[list[list[int] | None]] = [[] for _ in range(world_size)]
+    for members in sorted(bins, key=lambda m: -_cost(m, lengths)):
+        r = min((k for k in range(world_size) if len(ranks[k]) < per_rank), key=lambda k: (cost[k], k))
+        ranks[r].append([i for unit in members for i in unit])
+        cost[r] += _cost(members, lengths)
+    for r in range(world_size):
+        ranks[r].extend([None] * (per_rank - len(ranks[r])))
+    return ranks
+
+
+def group_units(samples: Sequence[Sample], indices: Sequence[int], keep_groups: bool) -> list[list[int]]:
+    if not keep_groups:
+        return [[i] for i in indices]
+    by_group: dict[int, list[int]] = {}
+    for i in indices:
+        by_group.setdefault(samples[i].group, []).append(i)
+    return list(by_group.values())
+
+
+def split_mini_batches(samples: Sequence[Sample], mini_batches: int) -> list[list[int]]:
+    """Sample indices in `mini_batches` pieces of near-equal size; samples of one group stay together when the
+    number of groups allows it."""
+    units = group_units(samples, range(len(samples)), True)
+    if len(units) < mini_batches:
+        units = [[i] for i in range(len(samples))]
+    if len(units) < mini_batches:
+        raise ValueError(f"{len(samples)} samples cannot fill {mini_batches} mini-batches")
+    pieces: list[list[int]] = [[] for _ in range(mini_batches)]
+    for k, unit in enumerate(units):
+        pieces[k * mini_batches // len(units)].extend(unit)
+    return pieces
+
+
+def plan(
+    samples: Sequence[Sample], *, pad_id: int, max_tokens: int, world_size: int, mini_batches: int = 1,
+    keep_groups: bool = False,
+) -> list[list[list[MicroBatch]]]:
+    """plan[m][r] is the list of micro-batches rank r runs for mini-batch m (same length on every rank).
+
+    `keep_groups` puts all samples of a group in one micro-batch: needed by losses whose advantages are computed
+    from the group inside the loss (grpo, gspo, reinforce with a baseline)."""
+    if not samples:
+        raise ValueError("nothing to train on: the batch has no samples")
+    lengths = [len(s) for s in samples]
+    result = []
+    for piece in split_mini_batches(samples, mini_batches):
+        bins = pack(group_units(samples, piece, keep_groups), lengths, max_tokens)
+        shortest = min(piece, key=lambda i: lengths[i])
+        per_rank = assign_to_ranks(bins, lengths, world_size)
+        result.append([[collate(samples, b, pad_id) if b is not None else collate(samples, [shortest], pad_id, True)
+                        for b in rank_bins] for rank_bins in per_rank])
+    return result
+
+
+def flatten(plan_: Iterable[Iterable[Iterable[MicroBatch]]]) -> list[MicroBatch]:
+    return [mb for mini in plan_ for rank in mini for mb in rank]

@@ -1,0 +1,120 @@
+"""The policy-update phase of an RL step, driver side: plan the batch for the chosen `ipa` loss, fill in old and
+reference log-probs, then run one optimizer step per mini-batch (per epoch) on the trainer group.
+
+What depends on the algorithm is only bookkeeping around `ipa.compute_loss`:
+- the aggregation mode (a loss parameter, defaulting to the loss function's own default) fixes the global
+  denominator each micro-batch loss is divided by;
+- losses that normalise rewards within a group (grpo, gspo, reinforce with a baseline) see whole groups, so groups
+  are never split across micro-batches;
+- ppo takes given advantages: the group-relative ones of `ipa.group_advantages`, computed over the whole batch."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+import ipa
+from roll.config.training import AlgorithmConfig, TrainerConfig
+from roll.trainer.batch import MicroBatch, Sample, plan
+
+LOSS_FUNCTIONS = {"ipa": ipa.ipa_loss, "grpo": ipa.grpo_loss, "gspo": ipa.gspo_loss, "ppo": ipa.ppo_loss,
+                  "reinforce": ipa.reinforce_loss}
+
+Plan = list[list[list[MicroBatch]]]  # [mini-batch][rank][micro-batch]
+
+
+class LogprobSource(Protocol):
+    def compute_logprobs(self, plan: Plan) -> list[list[list[torch.Tensor]]]: ...
+
+
+def loss_default(algorithm: str, name: str) -> Any:
+    return inspect.signature(LOSS_FUNCTIONS[algorithm]).parameters[name].default
+
+
+def aggregation(algo: AlgorithmConfig) -> str:
+    return algo.params.get("agg") or loss_default(algo.name, "agg")
+
+
+def groups_inside_loss(algo: AlgorithmConfig) -> bool:
+    """Whether the loss normalises rewards over the group it sees (so a group must stay in one micro-batch)."""
+    if algo.name in ("grpo", "gspo"):
+        return True
+    if algo.name == "reinforce":
+        return (algo.params.get("baseline") or loss_default("reinforce", "baseline")) != "none"
+    return False
+
+
+def loss_params(algo: AlgorithmConfig) -> dict[str, Any]:
+    params = dict(algo.params)
+    if algo.kl_coef:
+        params["kl_coef"] = algo.kl_coef
+    unknown = sorted(set(params) - set(ipa.ALGORITHM_PARAMS[algo.name]) - {"global_denominator"})
+    if unknown:
+        raise ValueError(f"algorithm.params: unknown parameter(s) {unknown} for {algo.name!r}; "
+                         f"accepted: {ipa.ALGORITHM_PARAMS[algo.name]}")
+    if "global_denominator" in params:
+        raise ValueError("algorithm.params.global_denominator is computed by the trainer; remove it")
+    return params
+
+
+@dataclass
+class UpdatePlan:
+    plan: Plan
+    denominators: list[float]  # one per mini-batch: the global denominator of its aggregation
+    samples: Sequence[Sample]
+
+
+def prepare(samples: Sequence[Sample], algo: AlgorithmConfig, trainer: TrainerConfig, pad_id: int) -> UpdatePlan:
+    result = plan(samples, pad_id=pad_id, max_tokens=trainer.max_tokens_per_microbatch, world_size=trainer.world_size,
+                  mini_batches=trainer.mini_batches, keep_groups=groups_inside_loss(algo))
+    agg = aggregation(algo)
+    denominators = [float(sum(ipa.local_denominator(mb.loss_mask, agg) for rank in mini for mb in rank))
+                    for mini in result]
+    if algo.name == "ppo":
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+        groups = torch.tensor([s.group for s in samples], dtype=torch.long)
+        norm = algo.params.get("norm_adv_by_std", True)
+        advantages = ipa.group_advantages(rewards, groups, norm_by_std=norm)
+        for mini in result:
+            for rank in mini:
+                for mb in rank:
+                    mb.advantages = torch.where(mb.sample_index >= 0, advantages[mb.sample_index.clamp(min=0)], 0.0)
+    return UpdatePlan(result, denominators, samples)
+
+
+def attach(update: UpdatePlan, logprobs: list[list[list[torch.Tensor]]], field: str) -> None:
+    """Store per-micro-batch log-probs (as returned by `compute_logprobs`) on the plan's micro-batches."""
+    for mini, mini_lp in zip(update.plan, logprobs):
+        for rank, rank_lp in zip(mini, mini_lp):
+            for mb, lp in zip(rank, rank_lp):
+                setattr(mb, field, lp)
+
+
+def mismatch_stats(update: UpdatePlan) -> dict[str, float]:
+    """How far the trainer's old log-probs are from the engine's on the trained tokens (both of the same policy)."""
+    diffs = [(mb.old_logp - mb.engine_logp)[mb.loss_mask] for mini in update.plan for rank in mini for mb in rank
+             if mb.old_logp is not None]
+    if not diffs or not sum(d.numel() for d in diffs):
+        return {}
+    d = torch.cat(diffs).abs()
+    return {"logp_mismatch_mean": float(d.mean()), "logp_mismatch_max": float(d.max())}
+
+
+def run_update(group: Any, update: UpdatePlan, algo: AlgorithmConfig, epochs: int = 1) -> dict[str, float]:
+    """One optimizer step per mini-batch and epoch; metrics averaged over them (loss, ratios, grad norm, ...)."""
+    params = loss_params(algo)
+    with_entropy = bool(params.get("entropy_coef"))
+    results = []
+    for _ in range(epochs):
+        for mini, denominator in zip(update.plan, update.denominators):
+            results.append(group.train_step(mini, algo.name, params, denominator, with_entropy))
+    merged: dict[str, float] = {}
+    for key in results[0]:
+        values = [r[key] for r in results if key in r]
+        merged[key] = max(values) if "max" in key else sum(values) / len(values)
+    merged["optimizer_steps"] = float(len(results))
+    merged["train_tokens"] = float(sum(r["train_tokens"] for r in results))
+    return merged
