@@ -72,6 +72,7 @@ def _wait_for_step(path: Path, step: int, proc: subprocess.Popen, timeout: float
     raise AssertionError(f"step {step} never logged")
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reproduces_the_interrupted_step(ray_local, tiny_model_path, tmp_path: Path) -> None:
     """Kill the driver (and its whole Ray cluster) with SIGKILL after step 2 was logged but before its checkpoint;
     `roll train resume=latest` must redo step 2 from the step-1 checkpoint with the same numbers."""
