@@ -25,8 +25,7 @@ def expert_calls(task: TaskRecord) -> list[ToolCall]:
     if meta.get("family") != "secret_word":
         raise ValueError(f"task {task.id}: the scripted expert only knows the secret_word family")
     calls = [ToolCall(name="bash", arguments={"command": f"cat {path}"}) for path in meta["chain"]]
-    answer = f"the secret word is {meta['word']}" if meta.get("answer_sentence") else meta["word"]
-    calls.append(ToolCall(name="bash", arguments={"command": f"echo {answer} > {ANSWER_FILE}"}))
+    calls.append(ToolCall(name="bash", arguments={"command": f"echo {meta['word']} > {ANSWER_FILE}"}))
     calls.append(ToolCall(name="submit", arguments={}))
     return calls
 

@@ -43,9 +43,6 @@ class SecretWordOptions(BaseModel):
     words: int | None = Field(None, ge=2, description="draw the word from the first N of the word list "
                                                       "(null = all); fewer words = less to copy")
     note_path: str | None = Field(None, description="a fixed path for the note (null = a random folder/name)")
-    answer_sentence: bool = Field(False, description="the expert answers 'the secret word is WORD' and the "
-                                  "verifier accepts any answer naming the word and no other word of the list "
-                                  "(the answer repeats the note's phrasing, so a small model can copy by induction)")
     memo_ids: bool = Field(False, description="wrap the sentence in a random memo number and sign-off, so that "
                                               "instances differ even with a fixed note path and few words")
     latency: LatencyMix | None = Field(None, description="benchmark latency mix (setup + verifier sleeps)")
@@ -101,9 +98,6 @@ def make_task(index: int, seed: int = 0, split: Literal["train", "eval"] = "trai
         raise RuntimeError("could not draw an instance of the requested split")
     setup = [f"chmod a-w {' '.join(sorted(inst['files']))}"]
     verify = f"test \"$(cat {ANSWER_FILE} 2>/dev/null | tr -d '[:space:]')\" = {inst['word']}"
-    if options.answer_sentence:
-        others = "|".join(w for w in SECRET_WORDS if w != inst["word"])
-        verify = f"grep -qw {inst['word']} {ANSWER_FILE} && ! grep -qwE '{others}' {ANSWER_FILE}"
     if options.latency is not None:
         mix = options.latency
         slow = rng.random() < mix.slow_fraction
@@ -120,8 +114,7 @@ def make_task(index: int, seed: int = 0, split: Literal["train", "eval"] = "trai
                                                                               if options.latency else 0.0)),
         limits=Limits(max_turns=options.max_turns),
         metadata={"family": "secret_word", "split": split, "seed": seed, "index": index, "word": inst["word"],
-                  "chain": inst["chain"], "hops": options.hops, "signature": signature,
-                  "answer_sentence": options.answer_sentence},
+                  "chain": inst["chain"], "hops": options.hops, "signature": signature},
     )
 
 
