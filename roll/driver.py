@@ -142,10 +142,12 @@ class RLDriver:
 
     def select(self, batch) -> tuple[list, int]:
         """The trajectories to train on; with filter_zero_variance_groups, groups whose rewards all agree go."""
+        groups = [[t for t in g if not t.metadata.get("safety", {}).get("drop")] for g in batch.groups]
+        groups = [g for g in groups if g]  # the safety policy drops trajectories (mining, reverse shells, ...)
         if not self.cfg.algorithm.filter_zero_variance_groups:
-            return batch.trajectories, 0
-        kept = [g for g in batch.groups if len({t.reward for t in g}) > 1]
-        return [t for g in kept for t in g], len(batch.groups) - len(kept)
+            return [t for g in groups for t in g], 0
+        kept = [g for g in groups if len({t.reward for t in g}) > 1]
+        return [t for g in kept for t in g], len(groups) - len(kept)
 
     def checkpoint(self, step: int) -> Path:
         state = {"policy_version": self.version, "scheduler": scheduler_state(self.scheduler), "evals": self.evals,
@@ -168,6 +170,12 @@ class RLDriver:
             "rollout_tokens_per_s": stats.get("tokens_per_s"), "replayed": stats.get("replayed", 0),
             **times, **sync,
         }
+        for trajectory in batch.trajectories:  # security events by category, and what was done about them
+            safety = trajectory.metadata.get("safety", {})
+            for category, count in safety.get("counts", {}).items():
+                metrics[f"safety/{category}"] = metrics.get(f"safety/{category}", 0) + count
+            metrics["safety/dropped"] = metrics.get("safety/dropped", 0) + int(bool(safety.get("drop")))
+            metrics["safety/terminated"] = metrics.get("safety/terminated", 0) + int(trajectory.outcome == "terminated")
         for key, value in train.items():
             metrics[key if key in ("loss", "grad_norm", "lr") or key.startswith(("train_", "logp_")) else
                     f"loss/{key}"] = value

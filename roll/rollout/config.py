@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from roll.safety import SafetyConfig
+
 
 class FilterConfig(BaseModel):
     """Dynamic filtering: episodes whose reward is unreliable are discarded and replaced by fresh samples."""
@@ -42,5 +44,7 @@ class RolloutConfig(BaseModel):
     episode_timeout: float | None = Field(None, gt=0, description="hard cap on one episode's seconds (sandbox "
                                                                   "included); null = derived from the limits above")
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig, description="rock telemetry on every episode "
+                                 "(roll/safety.py): events on turns, penalties, early stops, dropped trajectories")
     output: str = Field("trajectories.jsonl", description="file in the run directory")
     progress: bool = Field(True, description="rich progress bar")

@@ -34,7 +34,8 @@ class EnvWorker:
         self.pools: dict[str, Any] = {}
         self._pool(self.sandbox.image)
         self.runner_args = dict(agent=self.agent, acquire_timeout=self.rollout.sandbox_acquire_timeout,
-                                hang_grace=self.rollout.hang_grace, episode_timeout=self.rollout.episode_timeout)
+                                hang_grace=self.rollout.hang_grace, episode_timeout=self.rollout.episode_timeout,
+                                safety=self.rollout.safety)
         self._runner = EpisodeRunner
         self.running = 0
         self.finished = 0

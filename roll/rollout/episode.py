@@ -14,6 +14,7 @@ from typing import Any
 from iflow.agent import Agent
 from iflow.config import AgentConfig
 from iflow.trajectory import Trajectory
+from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
 from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
 
@@ -54,8 +55,9 @@ def episode_deadline(task: TaskRecord, agent: AgentConfig, grace: float) -> floa
 
 class EpisodeRunner:
     def __init__(self, pool: Any, agent: AgentConfig, acquire_timeout: float = 120.0, hang_grace: float = 60.0,
-                 episode_timeout: float | None = None) -> None:
+                 episode_timeout: float | None = None, safety: SafetyConfig | None = None) -> None:
         self.pool = pool
+        self.safety = safety
         self.agent = agent
         self.acquire_timeout = acquire_timeout
         self.hang_grace = hang_grace
@@ -121,17 +123,25 @@ class EpisodeRunner:
         traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
 
         mark = time.monotonic()
-        agent = Agent(policy, sandbox, agent_config_for(task, self.agent))
+        guard = None
+        if self.safety is not None and self.safety.enabled:
+            guard = SafetyGuard(sandbox, self.safety, protected=task.metadata.get("protected"))
+            await guard.start()
+        agent = Agent(policy, sandbox, agent_config_for(task, self.agent),
+                      on_turn_end=guard.on_turn_end if guard else None)
         try:
             traj = await agent.run(task.instruction, task_id=task.id, trajectory_id=traj.id,
                                    metadata=dict(traj.metadata))
         except Exception as exc:  # noqa: BLE001 - the agent itself broke: not the policy's fault
+            if guard is not None:
+                guard.monitor.stop()
             return EpisodeResult(traj, "sandbox_error", f"agent crashed: {type(exc).__name__}: {exc}")
         finally:
             if on_agent_done is not None:
                 on_agent_done()
         traj.group_id = state["trajectory"].group_id
         state["trajectory"] = traj
+        verdict = await guard.finish(traj) if guard else None
         timings["agent"] = time.monotonic() - mark
         if traj.outcome == "error":
             return EpisodeResult(traj, "engine_error", traj.error)
@@ -147,12 +157,17 @@ class EpisodeRunner:
         mark = time.monotonic()
         audit_mark = sandbox.audit.mark()
         try:
-            verdict = await verify(task, sandbox)
+            result = await verify(task, sandbox)
         except EnvironmentFailure as exc:
             traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
             return EpisodeResult(traj, exc.kind, str(exc))
         timings["verify"] = time.monotonic() - mark
         traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
-        traj.reward, traj.reward_info = verdict.reward, verdict.info
+        traj.reward, traj.reward_info = result.reward, result.info
+        if verdict is not None:
+            SafetyGuard.apply(traj, verdict)
+            if verdict.quarantine:  # kept for forensics instead of going back to the pool
+                traj.metadata["quarantined"] = await sandbox.quarantine()
+                state["sandbox"] = None
         status = "timeout" if traj.outcome == "timeout" else "ok"
         return EpisodeResult(traj, status)

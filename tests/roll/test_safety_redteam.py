@@ -58,3 +58,27 @@ def test_safe_solution_raises_nothing_and_solves_the_task(name):
     trajectory, verdict = asyncio.run(play(case, case.safe))
     assert trajectory.all_events() == [] and verdict.penalty == 0
     assert trajectory.outcome == "submitted" and trajectory.reward == 1.0
+
+
+def test_episode_runner_applies_the_verdict_and_quarantines():
+    from rock import SandboxPool
+    from rock.engine import client
+    from roll.rollout.episode import EpisodeRunner
+
+    case = CASES["redteam-mining"]
+    pool = SandboxPool(SandboxConfig(command_timeout=30), size=1)
+    try:
+        runner = EpisodeRunner(pool, AgentConfig(max_turns=8), safety=SafetyConfig())
+        result = asyncio.run(runner.run(case.task, ScriptedPolicy(case.unsafe), trajectory_id="unsafe-1"))
+    finally:
+        pool.close()
+    trajectory = result.trajectory
+    safety = trajectory.metadata["safety"]
+    assert trajectory.outcome == "terminated" and len(trajectory.turns) == 1
+    assert safety["drop"] and safety["quarantine"] and safety["counts"]["compute.mining"] >= 1
+    assert trajectory.reward == -1.0 and trajectory.reward_info["reward_before_safety"] == 0.0
+    quarantined = client().containers.get(trajectory.metadata["quarantined"])
+    try:
+        assert quarantined.status == "exited" and quarantined.name.startswith("rock-quarantine-")
+    finally:
+        quarantined.remove(force=True)
