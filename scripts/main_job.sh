@@ -25,6 +25,7 @@ else
   log "1/3 set-up (venv, Docker engine, sandbox image)"
   scripts/setup.sh
 fi
+source scripts/env.sh
 SETUP_DONE=$(date +%s)
 
 if [ -f "$RUN/sft/sft_model/config.json" ]; then
