@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import docker
 
@@ -69,6 +70,24 @@ def targets(pids: list[int], shell_pid: int, tag: str, since: float) -> set[int]
     return chosen - {shell_pid} - inits
 
 
+def _kill_until_quiet(container_id: str, shell_host_pid: int, tag: str, since: float,
+                      quiet_passes: int = 3, max_passes: int = 200) -> None:
+    """SIGKILL targets until several passes in a row find none. One empty pass is not enough: a subshell in the
+    middle of exiting (not frozen, already gone from cgroup.procs) hides its children until they are reparented."""
+    quiet = 0
+    for _ in range(max_passes):
+        victims = targets(cgroup_procs(container_id) or [], shell_host_pid, tag, since)
+        quiet = 0 if victims else quiet + 1
+        if quiet >= quiet_passes:
+            return
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.005)
+
+
 def kill_from_host(api: docker.APIClient, container_id: str, shell_host_pid: int | None, tag: str,
                    since: float) -> bool:
     """Freeze the container, SIGKILL the command's processes, signal the shell, thaw. False if not possible here."""
@@ -79,15 +98,7 @@ def kill_from_host(api: docker.APIClient, container_id: str, shell_host_pid: int
     except docker.errors.APIError:
         return False
     try:
-        for _ in range(3):
-            victims = targets(cgroup_procs(container_id) or [], shell_host_pid, tag, since)
-            if not victims:
-                break
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        _kill_until_quiet(container_id, shell_host_pid, tag, since)
         try:
             os.kill(shell_host_pid, signal.SIGUSR1)
         except (ProcessLookupError, PermissionError):

@@ -210,7 +210,8 @@ class RLDriver:
 
         with self.console.status(f"held-out evaluation ({label}, policy version {self.version})"):
             result = evaluate_with_engines(self.cfg, self.engines, self.model_path,
-                                           label=f"{label} (v{self.version})", policy_version=self.version)
+                                           label=f"{label} (v{self.version})", policy_version=self.version,
+                                           output=self.run_dir / f"eval_{label}.jsonl")
         self.console.print(result.line())
         return result
 

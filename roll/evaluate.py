@@ -50,7 +50,8 @@ def eval_config(cfg: RootConfig) -> RootConfig:
 
 
 def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path, label: str,
-                          policy_version: int | None = None) -> EvalResult:
+                          policy_version: int | None = None, output: str | Path | None = None) -> EvalResult:
+    """One batch of held-out episodes with the policy the engines serve; `output` gets the trajectories."""
     import time
 
     from roll.rollout.scheduler import RolloutScheduler
@@ -67,6 +68,11 @@ def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path,
     finally:
         scheduler.close()
     trajectories = batch.trajectories
+    if output is not None:
+        from roll.rollout.records import write_records
+
+        Path(output).unlink(missing_ok=True)
+        write_records(trajectories, output)
     rewards = [t.reward or 0.0 for t in trajectories]
     n = len(trajectories)
     return EvalResult(label=label, solved=sum(r >= 1.0 for r in rewards), total=n,

@@ -149,3 +149,28 @@ def test_unknown_loss_parameter_is_a_clear_error() -> None:
         loss_params(AlgorithmConfig(name="grpo", params={"gamma": 0.9}))
     with pytest.raises(ValueError, match="computed by the trainer"):
         loss_params(AlgorithmConfig(name="ipa", params={"global_denominator": 3}))
+
+
+def test_reference_model_feeds_the_kl_term(ray_local, tiny_model_path: Path) -> None:
+    """The frozen reference starts equal to the policy (KL 0); after an update the k3 KL to it is positive."""
+    from transformers import AutoConfig
+
+    from roll.trainer.group import TrainerGroup
+    from roll.trainer.reference import ReferenceModel
+
+    samples = make_samples(AutoConfig.from_pretrained(tiny_model_path).vocab_size, n=6, seed=2)
+    cfg = trainer_config(1, 2)
+    algo = AlgorithmConfig(name="ipa", kl_coef=0.1)
+    group = TrainerGroup(str(tiny_model_path), cfg, total_steps=2)
+    reference = ReferenceModel(str(tiny_model_path))
+    try:
+        kls = []
+        for _ in range(2):
+            update = prepare(samples, algo, cfg, pad_id=0)
+            attach(update, group.compute_logprobs(update.plan), "old_logp")
+            attach(update, reference.compute_logprobs(update.plan), "ref_logp")
+            kls.append(run_update(group, update, algo)["kl"])
+    finally:
+        group.shutdown()
+        reference.shutdown()
+    assert kls[0] == pytest.approx(0.0, abs=1e-7) and kls[1] > 1e-6
