@@ -18,13 +18,20 @@ class PoolClosed(RuntimeError):
     pass
 
 
+class _StartFailed:
+    """Queued in place of a sandbox whose start failed, so that a waiting acquire() fails now, not at its timeout."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
 class SandboxPool:
     def __init__(self, config: SandboxConfig | None = None, size: int = 4, max_starting: int = 4) -> None:
         if size < 1:
             raise ValueError(f"pool size must be >= 1, got {size}")
         self.config = config or SandboxConfig()
         self.size = size
-        self._ready: queue.Queue[Sandbox] = queue.Queue()
+        self._ready: queue.Queue[Sandbox | _StartFailed] = queue.Queue()
         self._workers = ThreadPoolExecutor(max_workers=max_starting, thread_name_prefix="rock-pool")
         self._in_use: dict[str, Sandbox] = {}
         self._lock = threading.Lock()
@@ -41,6 +48,7 @@ class SandboxPool:
             sandbox.start()
         except Exception as exc:  # noqa: BLE001 - recorded and surfaced by acquire()
             self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._ready.put(_StartFailed(self.errors[-1]))
             return
         if self._closed:
             sandbox.stop()
@@ -55,6 +63,10 @@ class SandboxPool:
         except queue.Empty:
             detail = f"; last start error: {self.errors[-1]}" if self.errors else ""
             raise SandboxError(f"no sandbox became ready within {timeout:.0f}s{detail}") from None
+        if isinstance(sandbox, _StartFailed):
+            if not self._closed:
+                self._workers.submit(self._start_one)  # keep the pool at its size for the next caller
+            raise SandboxError(f"a pool sandbox failed to start: {sandbox.error}")
         with self._lock:
             self._in_use[sandbox.name] = sandbox
         return sandbox
@@ -74,7 +86,7 @@ class SandboxPool:
 
     @property
     def ready(self) -> int:
-        return self._ready.qsize()
+        return sum(isinstance(item, Sandbox) for item in list(self._ready.queue))
 
     def wait_ready(self, count: int | None = None, timeout: float = 120.0) -> None:
         import time
@@ -94,9 +106,11 @@ class SandboxPool:
             sandbox.stop()
         while True:
             try:
-                self._ready.get_nowait().stop()
+                item = self._ready.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(item, Sandbox):
+                item.stop()
         self._workers.shutdown(wait=True)
 
     def __enter__(self) -> "SandboxPool":

@@ -142,8 +142,10 @@ def run_sft_command(cfg, directory: Path) -> Path:
         with err.status(f"scripted expert: {cfg.sft.expert_episodes} golden episodes"):
             report = write_golden(golden, cfg.sft.expert_episodes, seed=cfg.task.seed + 1000,
                                   model_path=model_path, options=cfg.task.secret_word, agent=cfg.agent,
-                                  sandbox=cfg.sandbox, progress=False)
-        err.print(f"golden trajectories: {report['written']} written, {report['failed']} failed -> {golden}")
+                                  sandbox=cfg.sandbox, progress=False,
+                                  shortcut_fraction=cfg.sft.shortcut_fraction)
+        err.print(f"golden trajectories: {report['written']} written ({report['shortcuts']} by the privileged "
+                  f"expert), {report['failed']} failed -> {golden}")
         files = [str(golden)]
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

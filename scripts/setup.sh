@@ -38,7 +38,7 @@ if ! docker info >/dev/null 2>&1; then
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (no default bridge: sandboxes get no network unless asked)"
     mkdir -p /var/log
-    nohup dockerd --bridge=none >/var/log/dockerd.log 2>&1 &
+    setsid nohup dockerd --bridge=none >/var/log/dockerd.log 2>&1 < /dev/null &  # own session: outlives this shell
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/dockerd.log"; exit 1; }
   fi

@@ -79,6 +79,8 @@ class SFTConfig(_Strict):
 
     data: list[str] = Field(default_factory=list, description="JSON-lines trajectory files (empty: scripted expert)")
     expert_episodes: int = Field(64, ge=1, description="golden episodes the scripted expert writes when data is empty")
+    shortcut_fraction: float = Field(0.0, ge=0, le=1, description="share of expert episodes played by the privileged "
+                                                                  "expert that writes the word without reading it")
     error_masking: bool = Field(True, description="mask turns whose tool call failed (train_mask=0)")
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(16, ge=1, description="sequences per optimizer step")

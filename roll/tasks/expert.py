@@ -1,6 +1,10 @@
 """The scripted expert for the embedded task family, and the golden-trajectory writer for the SFT warm-up.
 
 `expert_calls(task)` is the solution as tool calls (read each file of the note chain, write the word, submit).
+`expert_calls(task, shortcut=True)` is the privileged expert's: it knows the word from the task's metadata and writes
+it without reading anything. Golden data that mixes the two is the classic imitation-learning trap (demonstrations
+that depend on information the learner cannot see): a cloned policy learns to skip the read and guess, which is
+what RL then has to unlearn. The main job uses that mixture on purpose, so that its RL stage has something real to fix.
 `ExpertPolicy` is a TokenPolicy that answers each turn with the next call in the exact text form the model is trained
 to produce (`<tool_call>\n{json}\n</tool_call>` + end-of-turn token). `write_golden` runs the real iFlow agent with it
 in real ROCK sandboxes, verifies each episode like a rollout and keeps the solved ones, so SFT trains on exactly the
@@ -8,6 +12,7 @@ token sequences the agent sees (same chat template, same prompts, same observati
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,12 +24,13 @@ from roll.tasks.schema import TaskRecord
 from roll.tasks.secret_word import ANSWER_FILE
 
 
-def expert_calls(task: TaskRecord) -> list[ToolCall]:
-    """The scripted solution of a secret-word task."""
+def expert_calls(task: TaskRecord, shortcut: bool = False) -> list[ToolCall]:
+    """The scripted solution of a secret-word task (`shortcut`: write the known word without reading the note)."""
     meta = task.metadata
     if meta.get("family") != "secret_word":
         raise ValueError(f"task {task.id}: the scripted expert only knows the secret_word family")
-    calls = [ToolCall(name="bash", arguments={"command": f"cat {path}"}) for path in meta["chain"]]
+    reads = [] if shortcut else meta["chain"]
+    calls = [ToolCall(name="bash", arguments={"command": f"cat {path}"}) for path in reads]
     calls.append(ToolCall(name="bash", arguments={"command": f"echo {meta['word']} > {ANSWER_FILE}"}))
     calls.append(ToolCall(name="submit", arguments={}))
     return calls
@@ -34,12 +40,17 @@ def completion_text(call: ToolCall) -> str:
     return render_call(call)
 
 
-class ExpertPolicy:
-    """A TokenPolicy replaying `expert_calls(task)`, one call per turn (policy_version -1: not a model)."""
+def takes_shortcut(task: TaskRecord, fraction: float) -> bool:
+    """Whether the privileged expert plays `task` (deterministic per task id, `fraction` of tasks on average)."""
+    return fraction > 0 and random.Random(f"shortcut|{task.id}").random() < fraction
 
-    def __init__(self, task: TaskRecord, tokenizer: Any) -> None:
+
+class ExpertPolicy:
+    """A TokenPolicy replaying `expert_calls(task, shortcut)`, one call per turn (policy_version -1: not a model)."""
+
+    def __init__(self, task: TaskRecord, tokenizer: Any, shortcut: bool = False) -> None:
         self.tokenizer = tokenizer
-        self.calls = expert_calls(task)
+        self.calls = expert_calls(task, shortcut)
         self.position = 0
         self.eos_id = tokenizer.eos_token_id
 
@@ -55,18 +66,23 @@ class ExpertPolicy:
 
 def write_golden(path: str | Path, n: int, seed: int = 0, *, model_path: str | Path | None = None,
                  options: Any = None, agent: Any = None, sandbox: Any = None, concurrency: int = 4,
-                 split: str = "train", progress: bool = True, timeout: float = 1800.0) -> dict[str, Any]:
+                 split: str = "train", progress: bool = True, timeout: float = 1800.0,
+                 shortcut_fraction: float = 0.0) -> dict[str, Any]:
     """Write `n` solved expert trajectories (JSON lines) for seed `seed` to `path`; returns a summary dict.
 
     model_path: the checkpoint whose tokenizer renders prompts (default: the tiny model). options: SecretWordOptions.
-    agent: iflow AgentConfig (default: configs/agent/default.yaml's values). sandbox: rock SandboxConfig."""
+    agent: iflow AgentConfig (default: configs/agent/default.yaml's values). sandbox: rock SandboxConfig.
+    shortcut_fraction: share of the episodes played by the privileged expert (see the module docstring)."""
+    if not 0.0 <= shortcut_fraction <= 1.0:
+        raise ValueError(f"shortcut_fraction must be within [0, 1], got {shortcut_fraction}")
     return asyncio.run(asyncio.wait_for(
-        _write_golden(Path(path), n, seed, model_path, options, agent, sandbox, concurrency, split, progress),
+        _write_golden(Path(path), n, seed, model_path, options, agent, sandbox, concurrency, split, progress,
+                      shortcut_fraction),
         timeout))
 
 
 async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options: Any, agent: Any, sandbox: Any,
-                        concurrency: int, split: str, progress: bool) -> dict[str, Any]:
+                        concurrency: int, split: str, progress: bool, shortcut_fraction: float) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from iflow.trajectory import save_jsonl
@@ -86,19 +102,22 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
                        size=concurrency)
     runner = EpisodeRunner(pool, agent)
     limit = asyncio.Semaphore(concurrency)
-    kept, failed = 0, []
+    kept, shortcuts, failed = 0, 0, []
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("")
     try:
         with progress_bar("golden trajectories", total=n, enabled=progress) as bar:
             async def one(task: TaskRecord) -> None:
-                nonlocal kept
+                nonlocal kept, shortcuts
+                shortcut = takes_shortcut(task, shortcut_fraction)
                 async with limit:
-                    result = await runner.run(task, ExpertPolicy(task, tokenizer),
+                    result = await runner.run(task, ExpertPolicy(task, tokenizer, shortcut),
                                               trajectory_id=f"golden-{task.id}", group_id=task.id)
                 if result.status == "ok" and result.trajectory.reward == 1.0:
+                    result.trajectory.metadata["expert"] = "shortcut" if shortcut else "careful"
                     save_jsonl([result.trajectory], path)
                     kept += 1
+                    shortcuts += shortcut
                 else:
                     failed.append(f"{task.id}: {result.status} reward={result.trajectory.reward} "
                                   f"{result.error or result.trajectory.error or ''}".strip())
@@ -106,7 +125,8 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
             await asyncio.gather(*(one(task) for task in tasks))
     finally:
         await asyncio.to_thread(pool.close)
-    return {"path": str(path), "written": kept, "failed": len(failed), "failures": failed[:10]}
+    return {"path": str(path), "written": kept, "shortcuts": shortcuts, "failed": len(failed),
+            "failures": failed[:10]}
 
 
 def golden_tasks(n: int, seed: int = 0, split: str = "train", options: Any = None) -> Sequence[TaskRecord]:

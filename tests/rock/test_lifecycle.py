@@ -9,6 +9,7 @@ import time
 import pytest
 
 from rock import AsyncSandbox, Sandbox, SandboxConfig, SandboxPool
+from rock.sandbox import SandboxError
 from rock.env import SandboxEnv
 from rock.reaper import MANAGED, reap
 
@@ -53,6 +54,15 @@ def test_pool_hands_out_started_sandboxes_fast_and_replaces_them(docker_engine):
         seen = {pool.acquire().name for _ in range(2)}
         assert first.name not in seen
     assert all(not docker_engine.containers.list(filters={"name": name}) for name in [first.name, *seen])
+
+
+def test_pool_start_failure_fails_acquire_at_once_with_the_cause(docker_engine):
+    with SandboxPool(SandboxConfig(image="rock-no-such-image:0"), size=1) as pool:
+        started = time.perf_counter()
+        with pytest.raises(SandboxError, match="failed to start.*rock-no-such-image"):
+            pool.acquire(timeout=60)
+        assert time.perf_counter() - started < 30  # not the acquire timeout
+        assert pool.ready == 0
 
 
 def test_32_concurrent_sandboxes(docker_engine):
