@@ -45,9 +45,12 @@ else
 fi
 END=$(date +%s)
 
-.venv/bin/python - "$RUN/rl/eval.json" <<'EOF'
+.venv/bin/python - "$RUN/rl/eval.json" "$RUN/rl/metrics.jsonl" <<'EOF'
 import json, sys
 ev = json.load(open(sys.argv[1]))
+rows = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
+curve = "  ".join(f"{r['step']}:{r['success_rate']:.2f}" for r in rows if r.get("success_rate") is not None)
+print(f"learning curve (rollout success rate by step): {curve}")
 s, f = ev["start"], ev["final"]
 print(f"held-out success: SFT start {s['solved']}/{s['total']} ({100 * s['success_rate']:.1f}%)  ->  "
       f"RL {f['solved']}/{f['total']} ({100 * f['success_rate']:.1f}%)")

@@ -1,6 +1,8 @@
 """The scripted expert for the embedded task family, and the golden-trajectory writer for the SFT warm-up.
 
-`expert_calls(task)` is the solution as tool calls (read each file of the note chain, write the word, submit).
+`expert_calls(task)` is the solution as tool calls: read each file of the note chain, then let the shell extract the
+word from the last one into answer.txt (`grep -o` + `cut`), then submit. The expert never types the word itself, so
+the policy that imitates it learns a procedure, not a copy across the context (which a tiny model learns slowly).
 `expert_calls(task, shortcut=True)` is the privileged expert's: it knows the word from the task's metadata and writes
 it without reading anything. Golden data that mixes the two is the classic imitation-learning trap (demonstrations
 that depend on information the learner cannot see): a cloned policy learns to skip the read and guess, which is
@@ -31,9 +33,17 @@ def expert_calls(task: TaskRecord, shortcut: bool = False) -> list[ToolCall]:
         raise ValueError(f"task {task.id}: the scripted expert only knows the secret_word family")
     reads = [] if shortcut else meta["chain"]
     calls = [ToolCall(name="bash", arguments={"command": f"cat {path}"}) for path in reads]
-    calls.append(ToolCall(name="bash", arguments={"command": f"echo {meta['word']} > {ANSWER_FILE}"}))
+    if shortcut:
+        calls.append(ToolCall(name="bash", arguments={"command": f"echo {meta['word']} > {ANSWER_FILE}"}))
+    else:
+        calls.append(ToolCall(name="bash", arguments={"command": extract_command(meta["chain"][-1])}))
     calls.append(ToolCall(name="submit", arguments={}))
     return calls
+
+
+def extract_command(path: str) -> str:
+    """Shell that writes the word of "The secret word is <word>." in `path` into answer.txt."""
+    return f"grep -o 'secret word is [a-z]*' {path} | cut -d' ' -f4 > {ANSWER_FILE}"
 
 
 def completion_text(call: ToolCall) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from roll.tasks.config import TaskConfig
 from roll.tasks.dataset import TaskFileError, load_tasks, read_tasks, write_tasks
-from roll.tasks.expert import expert_calls
+from roll.tasks.expert import expert_calls, takes_shortcut
 from roll.tasks.schema import Verifier
 from roll.tasks.secret_word import SecretWordOptions, generate, make_task
 from roll.tasks.words import SECRET_WORDS
@@ -36,7 +36,18 @@ def test_two_hops_and_expert_solution() -> None:
     calls = expert_calls(task)
     assert [c.name for c in calls] == ["bash", "bash", "bash", "submit"]  # >= 2 tool calls before submitting
     assert calls[0].arguments == {"command": f"cat {first}"}
-    assert calls[2].arguments == {"command": f"echo {task.metadata['word']} > answer.txt"}
+    assert calls[2].arguments == {"command": f"grep -o 'secret word is [a-z]*' {second} | cut -d' ' -f4 > answer.txt"}
+
+
+def test_privileged_expert_skips_the_read_on_a_stable_share_of_tasks() -> None:
+    task = make_task(0)
+    assert [c.arguments.get("command") for c in expert_calls(task, shortcut=True)] == [
+        f"echo {task.metadata['word']} > answer.txt", None]
+    tasks = list(generate(400, seed=3))
+    chosen = [takes_shortcut(t, 0.6) for t in tasks]
+    assert chosen == [takes_shortcut(t, 0.6) for t in tasks]  # deterministic per task
+    assert 0.5 < sum(chosen) / len(chosen) < 0.7
+    assert not any(takes_shortcut(t, 0.0) for t in tasks) and all(takes_shortcut(t, 1.0) for t in tasks)
 
 
 def test_dataset_roundtrip_and_errors(tmp_path: Path) -> None:
@@ -97,7 +108,7 @@ def test_golden_trajectories_are_what_the_agent_sees(tmp_path: Path, tiny_model_
 
     summary = write_golden(tmp_path / "golden.jsonl", 2, seed=7, model_path=tiny_model_path, concurrency=2,
                            progress=False, timeout=300)
-    assert summary["written"] == 2, summary
+    assert summary["written"] == 2 and summary["shortcuts"] == 0, summary
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     for traj in load_jsonl(tmp_path / "golden.jsonl"):
         assert traj.reward == 1.0 and traj.outcome == "submitted" and len(traj.turns) == 3
@@ -110,4 +121,20 @@ def test_golden_trajectories_are_what_the_agent_sees(tmp_path: Path, tiny_model_
         assert sum(1 for t in sequence.turn_ids if t >= 0) == sum(len(t.completion_ids) for t in traj.turns)
         word = traj.metadata["task"]["word"]
         assert f"The secret word is {word}." in traj.turns[0].observation
-        assert [r["command"] for r in traj.turns[1].commands] == [f"echo {word} > answer.txt"]
+        assert traj.turns[1].commands[0]["command"].startswith("grep -o 'secret word is [a-z]*' ")
+
+
+@pytest.mark.docker
+def test_privileged_expert_golden_episodes_skip_the_read(tmp_path: Path, tiny_model_path: Path,
+                                                         sandbox_image: str) -> None:
+    from iflow.trajectory import load_jsonl
+    from roll.tasks.expert import write_golden
+
+    summary = write_golden(tmp_path / "golden.jsonl", 2, seed=7, model_path=tiny_model_path, concurrency=2,
+                           progress=False, timeout=300, shortcut_fraction=1.0)
+    assert summary["written"] == 2 and summary["shortcuts"] == 2, summary
+    for traj in load_jsonl(tmp_path / "golden.jsonl"):
+        assert traj.reward == 1.0 and len(traj.turns) == 2 and traj.metadata["expert"] == "shortcut"
+        assert [r["command"] for r in traj.turns[0].commands] == [f"echo {traj.metadata['task']['word']} > answer.txt"]
+    with pytest.raises(ValueError, match="shortcut_fraction"):
+        write_golden(tmp_path / "bad.jsonl", 1, shortcut_fraction=1.5)
