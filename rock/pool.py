@@ -47,8 +47,9 @@ class SandboxPool:
         try:
             sandbox.start()
         except Exception as exc:  # noqa: BLE001 - recorded and surfaced by acquire()
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            self._ready.put(_StartFailed(self.errors[-1]))
+            error = f"{type(exc).__name__}: {exc}"
+            self.errors.append(error)
+            self._ready.put(_StartFailed(error))
             return
         if self._closed:
             sandbox.stop()
