@@ -18,18 +18,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rock.output import CappedBuffer
+
 MARKER_GRACE_SECONDS = 5.0  # after killing a timed-out command, how long the shell has to print its marker
 
 
 def cap_head_tail(data: bytes, limit: int) -> tuple[str, int]:
     """Decode `data`, keeping head + tail around a marker when it is longer than `limit` bytes. Returns (text, cut)."""
-    if len(data) <= limit:
-        return data.decode("utf-8", "replace"), 0
-    half = limit // 2
-    cut = len(data) - 2 * half
-    head = data[:half].decode("utf-8", "replace")
-    tail = data[-half:].decode("utf-8", "replace")
-    return f"{head}\n[... {cut} bytes of output cut ...]\n{tail}", cut
+    buffer = CappedBuffer(limit)
+    buffer.feed(data)
+    return buffer.render()
 
 
 @dataclass

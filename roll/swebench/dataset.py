@@ -83,17 +83,22 @@ class SWEInstance(BaseModel):
         return row
 
 
+def read_json_lines(path: Path, error: type[ValueError]) -> list[Any]:
+    """The JSON value of each non-blank line of `path`; a bad line raises `error` naming path:line."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{number}: not JSON ({exc.msg})") from None
+    return rows
+
+
 def _rows_from_file(path: Path, split: str) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        return rows
+        return read_json_lines(path, DatasetError)
     if suffix == ".json":
         try:
             data = json.loads(path.read_text())

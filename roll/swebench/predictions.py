@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from roll.swebench.dataset import SWEInstance
+from roll.swebench.dataset import SWEInstance, read_json_lines
 
 GOLD = "gold"
 
@@ -38,13 +38,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     if not path.is_file():
         raise PredictionError(f"predictions file not found: {path}")
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise PredictionError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        rows = read_json_lines(path, PredictionError)
     elif path.suffix == ".json":
         try:
             data = json.loads(path.read_text())
