@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from iflow.policy.base import SamplingParams
+
 Weights = Mapping[str, Any] | Iterable[tuple[str, Any]]
 _ids = itertools.count()
 
@@ -30,14 +32,8 @@ class EngineError(RuntimeError):
     """The engine failed or is closed; requests in flight fail with it."""
 
 
-@dataclass
-class Sampling:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    max_tokens: int = 512
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
+class Sampling(SamplingParams):
+    """iflow's sampling parameters, as the engines take and batch them."""
 
     @classmethod
     def from_any(cls, value: Any) -> Sampling:
@@ -45,7 +41,7 @@ class Sampling:
         if isinstance(value, Sampling):
             return value
         data = value.model_dump() if hasattr(value, "model_dump") else dict(value or {})
-        unknown = set(data) - set(cls.__dataclass_fields__)
+        unknown = set(data) - set(cls.model_fields)
         if unknown:
             raise ValueError(f"unknown sampling parameter(s) {sorted(unknown)}")
         return cls(**data)

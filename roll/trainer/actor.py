@@ -126,18 +126,10 @@ class TrainerActor:
     # ---- forward passes ----------------------------------------------------------------------------------------
     def compute_logprobs(self, micro_batches: list[MicroBatch]) -> list[Any]:
         """Log-probs [B,T] of each micro-batch under the current weights (no grad), as CPU float32 tensors."""
-        import torch
-
-        from roll.trainer.logprobs import forward_logprobs
+        from roll.trainer.logprobs import micro_batch_logprobs
 
         self.engine.eval()
-        out = []
-        with torch.no_grad():
-            for mb in micro_batches:
-                mb = mb.to(self.device)
-                logp, _ = forward_logprobs(self.engine, mb.input_ids, mb.attention_mask)
-                out.append(logp.masked_fill(mb.attention_mask == 0, 0.0).float().cpu())
-        return out
+        return micro_batch_logprobs(self.engine, micro_batches, self.device)
 
     # ---- updates -----------------------------------------------------------------------------------------------
     def train_step(self, micro_batches: list[MicroBatch], algorithm: str, params: dict[str, Any],

@@ -32,3 +32,14 @@ def forward_logprobs(model, input_ids: Tensor, attention_mask: Tensor, *, with_e
     logp = shifted_logprobs(logits, input_ids, temperature)
     entropy = shifted_entropy(logits) if with_entropy else None
     return logp, entropy
+
+
+def micro_batch_logprobs(model, micro_batches: list, device: torch.device) -> list[Tensor]:
+    """Log-probs [B,T] of each micro-batch under `model` (no grad, padding scored 0), as CPU float32 tensors."""
+    out = []
+    with torch.no_grad():
+        for mb in micro_batches:
+            mb = mb.to(device)
+            logp, _ = forward_logprobs(model, mb.input_ids, mb.attention_mask)
+            out.append(logp.masked_fill(mb.attention_mask == 0, 0.0).float().cpu())
+    return out

@@ -25,17 +25,9 @@ class ReferenceActor:
         self.model.requires_grad_(False)
 
     def compute_logprobs(self, micro_batches: list[MicroBatch]) -> list[Any]:
-        import torch
+        from roll.trainer.logprobs import micro_batch_logprobs
 
-        from roll.trainer.logprobs import forward_logprobs
-
-        out = []
-        with torch.no_grad():
-            for mb in micro_batches:
-                mb = mb.to(self.device)
-                logp, _ = forward_logprobs(self.model, mb.input_ids, mb.attention_mask)
-                out.append(logp.masked_fill(mb.attention_mask == 0, 0.0).float().cpu())
-        return out
+        return micro_batch_logprobs(self.model, micro_batches, self.device)
 
 
 class ReferenceModel:
