@@ -22,8 +22,10 @@ from rock.output import CappedBuffer
 
 # The session shell runs each command inside this function. On timeout the shell gets SIGUSR1: its trap returns
 # from the function as soon as the current foreground process is gone, so the rest of the command never runs.
-# `jobs` first swallows bash's pending "Killed ..." notices about background jobs of an earlier command.
-RUNNER = ("__rock_run() { jobs >/dev/null 2>&1; trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null; "
+# Commands write stderr into the stream (`2>&1` on the eval); the shell's own stderr is /dev/null, because bash
+# prints its "Killed ..." notices about background jobs of an earlier command whenever it gets to them, which may be
+# between two commands; `jobs` swallows those still pending when a command starts.
+RUNNER = ("__rock_run() { jobs >/dev/null 2>&1; trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null 2>&1; "
           "local __rock_rc=$?; trap - USR1; return $__rock_rc; }")
 
 
@@ -80,7 +82,7 @@ class ShellSession:
         self._sock = getattr(raw, "_sock", raw)
         self._pending = b""
         nonce = secrets.token_hex(8)
-        self._send(f"exec 2>&1; unset HISTFILE; PS1=; PS2=; {RUNNER}; printf '\\n__ROCK_{nonce}__ %s\\n' $$\n".encode())
+        self._send(f"exec 2>/dev/null; unset HISTFILE; PS1=; PS2=; {RUNNER}; printf '\\n__ROCK_{nonce}__ %s\\n' $$\n".encode())
         buffer = CappedBuffer(4096)
         code, _ = self._read_until(nonce, buffer, time.monotonic() + timeout)
         if code is None:
