@@ -1,0 +1,54 @@
+"""One reader for /proc/PID/stat: pid, parent, start time and command name of a process (Linux)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    start_ticks: int  # field 22: clock ticks since boot; with the pid it names one process despite pid reuse
+    comm: str
+
+    @property
+    def start_seconds(self) -> float:
+        """Start time in seconds since boot (the clock of `uptime()`)."""
+        return self.start_ticks / CLOCK_TICKS
+
+
+def parse_stat(text: str) -> ProcStat:
+    """Parse the text of /proc/PID/stat. The comm is in parentheses and may itself contain ')' or spaces, so the
+    fields after it are found from the last ')'."""
+    open_paren, close_paren = text.index("("), text.rindex(")")
+    fields = text[close_paren + 2:].split()
+    return ProcStat(pid=int(text[:open_paren]), ppid=int(fields[1]), start_ticks=int(fields[19]),
+                    comm=text[open_paren + 1:close_paren])
+
+
+def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
+    """The stat of a live process, or None when it is gone (or unreadable)."""
+    try:
+        return parse_stat((proc / str(pid) / "stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def all_pids(proc: Path = PROC) -> list[int]:
+    return [int(entry.name) for entry in proc.iterdir() if entry.name.isdigit()]
+
+
+def uptime() -> float:
+    """Seconds since boot: the clock /proc/PID/stat start times are measured on."""
+    return float((PROC / "uptime").read_text().split()[0])
+
+
+def same_process(pid: int, start_ticks: int) -> bool:
+    """True only when `pid` is still the process that started at `start_ticks` (not a reuse of its number)."""
+    stat = read_stat(pid)
+    return stat is not None and stat.start_ticks == start_ticks
