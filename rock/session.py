@@ -17,26 +17,9 @@ from dataclasses import dataclass
 
 import docker
 
+from rock.framing import command_line, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
 from rock.killer import kill_from_host, kill_in_container, uptime
 from rock.output import CappedBuffer
-
-# The session shell runs each command inside this function. On timeout the shell gets SIGUSR1: its trap returns
-# from the function as soon as the current foreground process is gone, so the rest of the command never runs.
-# Commands write stderr into the stream (`2>&1` on the eval); the shell's own stderr is /dev/null, because bash
-# prints its "Killed ..." notices about background jobs of an earlier command whenever it gets to them, which may be
-# between two commands; `jobs` swallows those still pending when a command starts.
-RUNNER = ("__rock_run() { jobs >/dev/null 2>&1; trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null 2>&1; "
-          "local __rock_rc=$?; trap - USR1; return $__rock_rc; }")
-
-
-def ansi_c_quote(text: str) -> str:
-    """Quote as bash $'...': printable ASCII as is, every other byte as \\xHH, so no byte can break the framing."""
-    out = []
-    for byte in text.encode():
-        char = chr(byte)
-        out.append(char if 32 <= byte < 127 and char not in "\\'" else f"\\x{byte:02x}")
-    return "$'" + "".join(out) + "'"
-
 
 class SessionDied(RuntimeError):
     pass
@@ -81,8 +64,8 @@ class ShellSession:
         raw = self.api.exec_start(self._exec_id, socket=True)
         self._sock = getattr(raw, "_sock", raw)
         self._pending = b""
-        nonce = secrets.token_hex(8)
-        self._send(f"exec 2>/dev/null; unset HISTFILE; PS1=; PS2=; {RUNNER}; printf '\\n__ROCK_{nonce}__ %s\\n' $$\n".encode())
+        nonce = new_nonce()
+        self._send(handshake_line(nonce))
         buffer = CappedBuffer(4096)
         code, _ = self._read_until(nonce, buffer, time.monotonic() + timeout)
         if code is None:
@@ -120,13 +103,11 @@ class ShellSession:
             self.open()
         start = time.monotonic()
         started_uptime = uptime()
-        nonce = secrets.token_hex(8)
+        nonce = new_nonce()
         tag = secrets.token_hex(6)
-        line = (f"export ROCK_CMD={tag}; __rock_run {ansi_c_quote(command)}; "
-                f"printf '\\n__ROCK_{nonce}__ %d %s\\n' $? \"$PWD\"\n")
         buffer = CappedBuffer(self.max_output_bytes)
         try:
-            self._send(line.encode())
+            self._send(command_line(command, nonce, {"ROCK_CMD": tag}))
             exit_code, cwd = self._read_until(nonce, buffer, start + timeout)
         except SessionDied:
             return self._after_death(buffer, start, tag)
@@ -151,9 +132,9 @@ class ShellSession:
 
     def _drain(self, timeout: float = 3.0) -> None:
         """Discard what killed background processes wrote to the pipe after the marker: one empty round trip."""
-        nonce = secrets.token_hex(8)
+        nonce = new_nonce()
         try:
-            self._send(f"printf '\\n__ROCK_{nonce}__ 0 %s\\n' \"$PWD\"\n".encode())
+            self._send(ping_line(nonce))
             self._read_until(nonce, CappedBuffer(4096), time.monotonic() + timeout)
         except SessionDied:
             self.close()
@@ -187,12 +168,11 @@ class ShellSession:
     def _read_until(self, nonce: str, buffer: CappedBuffer, deadline: float) -> tuple[int | None, str]:
         """Feed output into `buffer` until the end marker arrives (returns its exit code and cwd, marker removed)
         or the deadline passes (returns None)."""
-        marker = f"\n__ROCK_{nonce}__ ".encode()
-        window = len(marker) + 4200  # the marker line: status + a working directory up to PATH_MAX
+        prefix = marker_prefix(nonce)
         while True:
-            found = self._find_marker(buffer, marker, window)
-            if found is not None:
-                return found
+            marker = take_marker(buffer, prefix)
+            if marker is not None:
+                return marker.status, marker.rest
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None, ""
@@ -218,20 +198,3 @@ class ShellSession:
             buffer.feed(data[offset + 8: offset + 8 + size])
             offset += 8 + size
         self._pending = data[offset:]
-
-    @staticmethod
-    def _find_marker(buffer: CappedBuffer, marker: bytes, window: int) -> tuple[int, str] | None:
-        tail = buffer.endswith_window(window)
-        index = tail.rfind(marker)
-        if index < 0:
-            return None
-        end = tail.find(b"\n", index + len(marker))
-        if end < 0:
-            return None
-        fields = tail[index + len(marker): end].decode("utf-8", "replace").split(" ", 1)
-        try:
-            code = int(fields[0])
-        except ValueError:
-            return None
-        buffer.drop_tail(len(tail) - index)
-        return code, fields[1] if len(fields) > 1 else ""
