@@ -10,12 +10,18 @@ With ℓ_{i,t} the loss of token t of sequence i, m_{i,t} ∈ {0,1} whether it i
 `global_denominator` replaces N_tok (token-mean) or N_seq (the seq-mean modes) by a number the caller computed over
 the whole global batch (all data-parallel ranks and micro-batches), so that summing the gradients of every
 micro-batch gives the gradient of the global batch. Masked-out tokens count neither in the numerator nor in n_i.
+
+With `trajectory_ids` (rows of one forked trajectory share an id, see trajectories.py) "sequence" means trajectory:
+N_seq counts trajectories, and n_i of seq-mean-token-mean is the trained-token count of the row's whole trajectory,
+so a trajectory split into pieces weighs what it would weigh unsplit.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from ipa.trajectories import row_shares, trajectory_token_counts
 
 AGG_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
@@ -31,6 +37,7 @@ def aggregate(
     mode: str = "token-mean",
     global_denominator: float | Tensor | None = None,
     norm_length: float | None = None,
+    trajectory_ids: Tensor | None = None,
 ) -> Tensor:
     """Scalar loss from `loss_mat` [B, T] over the tokens where `mask` [B, T] holds (see the module docstring).
 
@@ -47,16 +54,20 @@ def aggregate(
 
     per_seq = masked.sum(dim=1)
     if mode == "seq-mean-token-mean":
-        per_seq = per_seq / mask.sum(dim=1).clamp(min=1).to(per_seq.dtype)
+        per_seq = per_seq / trajectory_token_counts(mask, trajectory_ids).clamp(min=1).to(per_seq.dtype)
     elif mode == "seq-mean-token-sum-norm":
         per_seq = per_seq / float(norm_length if norm_length is not None else loss_mat.shape[1])
-    denominator = global_denominator if global_denominator is not None else mask.any(dim=1).sum().clamp(min=1)
+    if global_denominator is not None:
+        denominator = global_denominator
+    else:
+        denominator = row_shares(mask, trajectory_ids).sum().clamp(min=1)
     return per_seq.sum() / denominator
 
 
-def local_denominator(mask: Tensor, mode: str) -> Tensor:
+def local_denominator(mask: Tensor, mode: str, trajectory_ids: Tensor | None = None) -> Tensor:
     """This batch's share of the global denominator: sum it over ranks and micro-batches, pass it back as
-    `global_denominator`."""
+    `global_denominator`. With `trajectory_ids` a seq-mean mode counts trajectories (all rows of a trajectory must
+    then be in this batch)."""
     check_agg(mode)
     mask = mask.bool()
-    return mask.sum() if mode == "token-mean" else mask.any(dim=1).sum()
+    return mask.sum() if mode == "token-mean" else row_shares(mask, trajectory_ids).sum()

@@ -12,9 +12,10 @@ from torch import Tensor
 
 from ipa.advantages import baseline_advantages, group_advantages
 from ipa.aggregate import aggregate, check_agg
+from ipa.behaviour import DEFAULT_BEHAVIOUR_CAP, behaviour_weight, truncated
 from ipa.ipa_loss import within_bounds
 from ipa.regularizers import add_regularizers
-from ipa.segment import masked_row_mean
+from ipa.trajectories import trajectory_row_mean
 from ipa.types import LossOutput, fraction, masked_mean_max, to_floats
 
 _MAX_LOG_RATIO = 20.0  # exp() stays finite in float32
@@ -48,6 +49,8 @@ def ppo_loss(
     engine_logp: Tensor | None = None,
     mismatch_high: float | None = None,
     mismatch_low: float | None = None,
+    behaviour_cap: float | None = DEFAULT_BEHAVIOUR_CAP,
+    trajectory_ids: Tensor | None = None,
     agg: str = "token-mean",
     global_denominator: float | Tensor | None = None,
     norm_length: float | None = None,
@@ -56,12 +59,14 @@ def ppo_loss(
     entropy_coef: float = 0.0,
     entropy: Tensor | None = None,
 ) -> LossOutput:
-    """PPO-clip with given advantages ([B, T], or [B] for one per sequence), per token:
+    """Decoupled PPO-clip with given advantages ([B, T], or [B] for one per sequence), per token:
 
-        r_t = π_θ(t)/π_old(t),   ℓ_t = −min(r_t·A_t, clip(r_t, 1−ε_low, 1+ε_high)·A_t)
+        r_t = π_θ(t)/π_old(t),   β_t = min(π_old(t)/μ(t), C),   ℓ_t = −β_t·min(r_t·A_t, clip(r_t, 1−ε_low, 1+ε_high)·A_t)
 
-    ε_low = clip_eps, ε_high = clip_eps_high (default clip_eps; DAPO's "clip-higher" when larger). With a mismatch
-    bound, tokens failing Eq. 6 contribute 0 (and stay in the denominator)."""
+    ε_low = clip_eps, ε_high = clip_eps_high (default clip_eps; DAPO's "clip-higher" when larger). β_t corrects for
+    the behaviour policy μ (`engine_logp`) that sampled the token (behaviour.py); C = `behaviour_cap`, None or no
+    `engine_logp` gives β_t = 1. With a mismatch bound, tokens failing Eq. 6 contribute 0 (and stay in the
+    denominator)."""
     check_agg(agg)
     mask = assistant_mask.bool()
     logp32, old32 = _clean(logp, mask), _clean(old_logp, mask)
@@ -72,9 +77,11 @@ def ppo_loss(
     ratio = torch.exp((logp32 - old32).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + high) * adv)
     keep = _mismatch_keep(old32, engine_logp, mask, mismatch_high, mismatch_low)
-    loss_tok = torch.where(keep, -surrogate, 0.0)
+    log_beta = old32 - _clean(engine_logp, mask) if engine_logp is not None else torch.zeros_like(old32)
+    beta = behaviour_weight(log_beta, behaviour_cap)
+    loss_tok = torch.where(keep, -beta * surrogate, 0.0)
     loss_tok, extra = add_regularizers(loss_tok, logp32, mask, kl_coef, ref_logp, entropy_coef, entropy)
-    loss = aggregate(loss_tok, mask, agg, global_denominator, norm_length)
+    loss = aggregate(loss_tok, mask, agg, global_denominator, norm_length, trajectory_ids)
 
     r = ratio.detach()
     clipped = ((adv > 0) & (r > 1.0 + high)) | ((adv < 0) & (r < 1.0 - clip_eps))
@@ -86,6 +93,8 @@ def ppo_loss(
         "clip_frac": fraction(clipped, mask),
         "token_mask_frac": fraction(~keep, mask),
         "adv_mean": masked_mean_max(adv, mask)[0],
+        "behaviour_weight_mean": masked_mean_max(beta, mask)[0],
+        "behaviour_trunc_frac": fraction(truncated(log_beta, behaviour_cap), mask),
         **extra,
     }
     return LossOutput(loss=loss, metrics=to_floats(metrics))
@@ -100,13 +109,16 @@ def grpo_loss(
     *,
     norm_adv_by_std: bool = True,
     agg: str = "seq-mean-token-mean",
+    trajectory_ids: Tensor | None = None,
     **ppo_params,
 ) -> LossOutput:
     """Token-level GRPO: PPO-clip (above) where every token of sequence i has the group-normalized advantage
     A_i = (R_i − mean_g R)/(std_g R + eps). Default aggregation is GRPO's 1/G Σ_i 1/|o_i| Σ_t (seq-mean-token-mean);
-    KL (k3, `kl_coef`) and entropy terms are optional."""
-    advantages = group_advantages(rewards, group_ids, norm_by_std=norm_adv_by_std)
-    return ppo_loss(logp, old_logp, assistant_mask, advantages, agg=agg, **ppo_params)
+    KL (k3, `kl_coef`) and entropy terms are optional; with `engine_logp` the behaviour correction β_t of ppo_loss.
+    With `trajectory_ids` the group statistics and the seq-mean count trajectories, not rows."""
+    advantages = group_advantages(rewards, group_ids, norm_by_std=norm_adv_by_std, trajectory_ids=trajectory_ids)
+    return ppo_loss(logp, old_logp, assistant_mask, advantages, agg=agg, trajectory_ids=trajectory_ids,
+                    **ppo_params)
 
 
 def gspo_loss(
@@ -119,6 +131,9 @@ def gspo_loss(
     clip_eps: float = 3e-4,
     clip_eps_high: float | None = 4e-4,
     norm_adv_by_std: bool = True,
+    engine_logp: Tensor | None = None,
+    behaviour_cap: float | None = DEFAULT_BEHAVIOUR_CAP,
+    trajectory_ids: Tensor | None = None,
     agg: str = "seq-mean-token-mean",
     global_denominator: float | Tensor | None = None,
     norm_length: float | None = None,
@@ -129,22 +144,31 @@ def gspo_loss(
 ) -> LossOutput:
     """GSPO: one ratio per sequence, the geometric mean s_i = exp(mean_t [log π_θ(t) − log π_old(t)]), clipped:
 
-        ℓ_i = −min(s_i·A_i, clip(s_i, 1−ε_low, 1+ε_high)·A_i),   given to every token of sequence i.
+        ℓ_i = −β_i·min(s_i·A_i, clip(s_i, 1−ε_low, 1+ε_high)·A_i),   given to every token of sequence i,
+
+    with β_i = min(exp(mean_t [log π_old(t) − log μ(t)]), C) the sequence-level behaviour weight (behaviour.py;
+    1 without `engine_logp` or with `behaviour_cap=None`). With `trajectory_ids` a sequence is a whole trajectory:
+    its means run over all of its rows and its group statistics count it once.
 
     With the default seq-mean-token-mean this is exactly GSPO's 1/G Σ_i ℓ_i. Defaults ε = (3e-4, 4e-4) are the
     GSPO paper's (sequence ratios stay much closer to 1 than token ratios)."""
     check_agg(agg)
     mask = assistant_mask.bool()
     logp32, old32 = _clean(logp, mask), _clean(old_logp, mask)
-    adv = group_advantages(rewards, group_ids, norm_by_std=norm_adv_by_std)
+    adv = group_advantages(rewards, group_ids, norm_by_std=norm_adv_by_std, trajectory_ids=trajectory_ids)
     high = clip_eps if clip_eps_high is None else clip_eps_high
 
-    log_s = masked_row_mean(logp32 - old32, mask).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    log_s = trajectory_row_mean(logp32 - old32, mask, trajectory_ids).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
     s = torch.exp(log_s)
-    seq_loss = -torch.minimum(s * adv, s.clamp(1.0 - clip_eps, 1.0 + high) * adv)
+    if engine_logp is not None:
+        log_beta = trajectory_row_mean(old32 - _clean(engine_logp, mask), mask, trajectory_ids)
+    else:
+        log_beta = torch.zeros_like(log_s)
+    beta = behaviour_weight(log_beta, behaviour_cap)
+    seq_loss = -beta * torch.minimum(s * adv, s.clamp(1.0 - clip_eps, 1.0 + high) * adv)
     loss_tok = seq_loss.unsqueeze(1).expand_as(logp32)
     loss_tok, extra = add_regularizers(loss_tok, logp32, mask, kl_coef, ref_logp, entropy_coef, entropy)
-    loss = aggregate(loss_tok, mask, agg, global_denominator, norm_length)
+    loss = aggregate(loss_tok, mask, agg, global_denominator, norm_length, trajectory_ids)
 
     rows = mask.any(dim=1)
     s_d = s.detach()
@@ -157,6 +181,8 @@ def gspo_loss(
         "clip_frac": fraction(clipped, rows),
         "token_mask_frac": 0.0,  # GSPO masks nothing
         "adv_mean": masked_mean_max(adv, rows)[0],
+        "behaviour_weight_mean": masked_mean_max(beta, rows)[0],
+        "behaviour_trunc_frac": fraction(truncated(log_beta, behaviour_cap), rows),
         **extra,
     }
     return LossOutput(loss=loss, metrics=to_floats(metrics))
@@ -174,6 +200,7 @@ def reinforce_loss(
     old_logp: Tensor | None = None,
     mismatch_high: float | None = None,
     mismatch_low: float | None = None,
+    trajectory_ids: Tensor | None = None,
     agg: str = "seq-mean-token-sum",
     global_denominator: float | Tensor | None = None,
     norm_length: float | None = None,
@@ -191,13 +218,16 @@ def reinforce_loss(
 
     A_i = R_i, optionally minus a group `baseline` ("mean" or "rloo"). Default aggregation seq-mean-token-sum is the
     plain Monte-Carlo estimate of Eq. 4 (Σ_t ∇log π_θ(t) = ∇log π_θ(τ)). With mismatch bounds, tokens failing Eq. 6
-    (which needs `old_logp`) contribute 0."""
+    (which needs `old_logp`) contribute 0. It corrects for the behaviour policy μ already (the ratio is against μ,
+    not π_old), so it takes no behaviour weight. With `trajectory_ids` ρ̄_i, the baseline and the seq-mean run over
+    whole trajectories (see trajectories.py)."""
     check_agg(agg)
     mask = assistant_mask.bool()
     logp32, engine32 = _clean(logp, mask), _clean(engine_logp, mask)
-    adv = baseline_advantages(rewards, group_ids, baseline)
+    adv = baseline_advantages(rewards, group_ids, baseline, trajectory_ids)
 
-    log_rho = masked_row_mean(logp32.detach() - engine32, mask).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
+    log_rho = trajectory_row_mean(logp32.detach() - engine32, mask, trajectory_ids)
+    log_rho = log_rho.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)
     rho = torch.exp(log_rho)
     weight = rho.clamp(max=is_cap) if is_cap is not None else rho
     if mismatch_high is None and mismatch_low is None:
@@ -208,7 +238,7 @@ def reinforce_loss(
         keep = mask & token_mismatch_mask(_clean(old_logp, mask), engine32, mismatch_high, mismatch_low)
     loss_tok = torch.where(keep, -(weight * adv).unsqueeze(1) * logp32, 0.0)
     loss_tok, extra = add_regularizers(loss_tok, logp32, mask, kl_coef, ref_logp, entropy_coef, entropy)
-    loss = aggregate(loss_tok, mask, agg, global_denominator, norm_length)
+    loss = aggregate(loss_tok, mask, agg, global_denominator, norm_length, trajectory_ids)
 
     rows = mask.any(dim=1)
     ratio_mean, ratio_max = masked_mean_max(rho, rows)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ipa.aggregate import aggregate, check_agg
+from ipa.behaviour import DEFAULT_BEHAVIOUR_CAP, behaviour_weight, truncated
 from ipa.chunks import chunks_per_row
 from ipa.regularizers import add_regularizers
 from ipa.segment import broadcast_to_tokens, num_chunk_slots, segment_count, segment_mean
@@ -24,10 +25,31 @@ DEFAULT_MISMATCH_HIGH = 5.0
 DEFAULT_AGG = "seq-mean-token-sum"
 
 
-def terminal_chunk_rewards(rewards: Tensor, chunk_ids: Tensor, num_chunks: int | None = None) -> Tensor:
-    """r_k of a trajectory rewarded only at its end: r_K = R, every other r_k = 0. [B] -> [B, K]."""
-    K = num_chunk_slots(chunk_ids) if num_chunks is None else num_chunks
-    last = chunks_per_row(chunk_ids) - 1  # -1 for a row without chunks
+def _chunk_counts(chunk_ids: Tensor, trajectory_chunks: Tensor | None) -> Tensor:
+    """K_b of every row: its trajectory's chunk count when given, else 1 + the row's largest chunk id."""
+    if trajectory_chunks is None:
+        return chunks_per_row(chunk_ids)
+    return trajectory_chunks.to(device=chunk_ids.device, dtype=torch.long)
+
+
+def num_slots(chunk_ids: Tensor, trajectory_chunks: Tensor | None = None) -> int:
+    """Chunk slots a batch needs: every chunk id, and every trajectory's last chunk, must fit."""
+    K = num_chunk_slots(chunk_ids)
+    if trajectory_chunks is not None and trajectory_chunks.numel():
+        K = max(K, int(trajectory_chunks.max().item()))
+    return K
+
+
+def terminal_chunk_rewards(
+    rewards: Tensor, chunk_ids: Tensor, num_chunks: int | None = None, trajectory_chunks: Tensor | None = None
+) -> Tensor:
+    """r_k of a trajectory rewarded only at its end: r_K = R, every other r_k = 0. [B] -> [B, K].
+
+    `trajectory_chunks` [B]: K of the trajectory each row belongs to, when a row is one piece of a trajectory split
+    at a context fork (its chunk ids are then the trajectory's global chunk indices); R sits on the trajectory's
+    last chunk, which need not be in the row."""
+    K = num_slots(chunk_ids, trajectory_chunks) if num_chunks is None else num_chunks
+    last = _chunk_counts(chunk_ids, trajectory_chunks) - 1  # -1 for a row without chunks
     r = torch.zeros(rewards.shape[0], K + 1, dtype=torch.float32, device=rewards.device)
     r = r.scatter(1, torch.where(last >= 0, last, K).unsqueeze(1), rewards.float().unsqueeze(1))
     return r[:, :K]
@@ -55,22 +77,25 @@ def chunk_returns(
     gamma: float = DEFAULT_GAMMA,
     chunk_rewards: Tensor | None = None,
     num_chunks: int | None = None,
+    trajectory_chunks: Tensor | None = None,
 ) -> Tensor:
     """Eq. 7: the return G_k of every chunk, [B, K]; all tokens of c_k share it.
 
     Without `chunk_rewards`: G_k = γ^(K-k)·R (k = 1..K, so the last chunk gets R itself).
     With `chunk_rewards` [B, Kmax] (per-step rewards r_k): G_k = r_k + γ·G_(k+1). They are taken as the whole
     reward of the trajectory: put the final reward into r_K yourself if it is not there already.
-    K_b, the number of chunks of row b, is 1 + its largest chunk id, so chunk ids must be dense (chunk_index's are).
+    K_b, the number of chunks of row b, is 1 + its largest chunk id, so chunk ids must be dense (chunk_index's are);
+    or, for the pieces of a forked trajectory, `trajectory_chunks[b]` with chunk ids the trajectory's global indices
+    (k counts from the trajectory's first chunk, not the piece's).
     """
     if chunk_rewards is not None:
         K = chunk_rewards.shape[1] if num_chunks is None else num_chunks
-        if K < num_chunk_slots(chunk_ids) or chunk_rewards.shape[1] < K:
+        if K < num_slots(chunk_ids, trajectory_chunks) or chunk_rewards.shape[1] < K:
             raise ValueError(f"chunk_rewards has {chunk_rewards.shape[1]} slots, fewer than the chunks in chunk_ids")
         r = chunk_rewards[:, :K]
     else:
-        r = terminal_chunk_rewards(rewards, chunk_ids, num_chunks)
-    return discounted_returns(r, chunks_per_row(chunk_ids), gamma)
+        r = terminal_chunk_rewards(rewards, chunk_ids, num_chunks, trajectory_chunks)
+    return discounted_returns(r, _chunk_counts(chunk_ids, trajectory_chunks), gamma)
 
 
 def chunk_ratio(logp: Tensor, old_logp: Tensor, chunk_ids: Tensor, num_chunks: int | None = None) -> Tensor:
@@ -118,6 +143,9 @@ def ipa_loss(
     mismatch_high: float | None = DEFAULT_MISMATCH_HIGH,
     mismatch_low: float | None = None,
     chunk_rewards: Tensor | None = None,
+    trajectory_chunks: Tensor | None = None,
+    trajectory_ids: Tensor | None = None,
+    behaviour_cap: float | None = DEFAULT_BEHAVIOUR_CAP,
     agg: str = DEFAULT_AGG,
     global_denominator: float | Tensor | None = None,
     norm_length: float | None = None,
@@ -126,12 +154,20 @@ def ipa_loss(
     entropy_coef: float = 0.0,
     entropy: Tensor | None = None,
 ) -> LossOutput:
-    """Eq. 9, per token t of chunk c:  ℓ_t = − w_c · G_c · m_c · log π_θ(t),  then aggregated by `agg`.
+    """Eq. 9 with the behaviour correction, per token t of chunk c:  ℓ_t = − β_c · w_c · G_c · m_c · log π_θ(t),
+    then aggregated by `agg`.
 
     w_c = 1 when the trajectory's reward R > 0 and w_c = stopgrad(clip(ρ_c, 0, 1)) otherwise (TOPR-style: successes
     are imitated as they are, failures are pushed down only as much as the current policy still produces them).
-    G_c is Eq. 7, ρ_c Eq. 8, m_c the chunk mismatch mask. The product w_c·G_c·m_c carries no gradient, so
-    ∂ℓ_t/∂log π_θ(t) = −w_c·G_c·m_c (before aggregation).
+    G_c is Eq. 7, ρ_c Eq. 8 (π_θ against the proximal π_old), m_c the chunk mismatch mask, and
+    β_c = min(exp(mean_{t∈c} [log π_old(t) − log μ(t)]), C) with C = `behaviour_cap` the truncated chunk-level
+    importance weight of the behaviour policy μ that sampled the chunk (behaviour.py; None: β_c = 1). The product
+    β_c·w_c·G_c·m_c carries no gradient, so ∂ℓ_t/∂log π_θ(t) = −β_c·w_c·G_c·m_c (before aggregation).
+
+    A trajectory split at a context fork arrives as several rows: give their chunk ids as the trajectory's global
+    chunk indices, `trajectory_chunks` [B] its chunk count K and `trajectory_ids` [B] (rows of one trajectory share
+    an id and must be in this batch), so that Eq. 7 runs over the whole trajectory and a seq-mean aggregation
+    counts it once.
 
     Trained tokens are those with `assistant_mask` and a chunk id ≥ 0; ρ_c and m_c average over them only, while
     K and the discounting of Eq. 7 follow `chunk_ids` (a turn left out of training still counts as a step).
@@ -141,7 +177,7 @@ def ipa_loss(
     check_agg(agg)
     trained = assistant_mask.bool() & (chunk_ids >= 0)
     ids = chunk_ids.masked_fill(~trained, -1)
-    K = chunk_rewards.shape[1] if chunk_rewards is not None else num_chunk_slots(chunk_ids)
+    K = chunk_rewards.shape[1] if chunk_rewards is not None else num_slots(chunk_ids, trajectory_chunks)
     # Padding may hold anything (even inf/nan): zero it before any arithmetic, through `where` so no grad leaks.
     logp32 = torch.where(trained, logp.float(), 0.0)
     old32 = torch.where(trained, old_logp.float(), 0.0)
@@ -149,17 +185,20 @@ def ipa_loss(
 
     counts = segment_count(ids, K)
     present = counts > 0  # chunks with at least one trained token
-    returns = chunk_returns(rewards, chunk_ids, gamma, chunk_rewards, num_chunks=K)  # Eq. 7
+    returns = chunk_returns(rewards, chunk_ids, gamma, chunk_rewards, num_chunks=K,
+                            trajectory_chunks=trajectory_chunks)  # Eq. 7
     ratio = torch.exp(segment_mean(logp32.detach() - old32, ids, K, counts))  # Eq. 8
-    mismatch = torch.exp(segment_mean(old32 - engine32, ids, K, counts))
+    log_mismatch = segment_mean(old32 - engine32, ids, K, counts)
+    mismatch = torch.exp(log_mismatch)
     keep = within_bounds(mismatch, mismatch_high, mismatch_low)  # m_c
+    beta = behaviour_weight(log_mismatch, behaviour_cap)  # β_c
 
     positive = (rewards > 0).unsqueeze(1)
     weight = torch.where(positive, torch.ones_like(ratio), ratio.clamp(0.0, 1.0))  # w_c, already stop-gradient
-    coef = weight * returns * keep  # w_c · G_c · m_c
+    coef = beta * weight * returns * keep  # β_c · w_c · G_c · m_c
     loss_tok = -broadcast_to_tokens(coef, ids) * logp32  # Eq. 9
     loss_tok, extra = add_regularizers(loss_tok, logp32, trained, kl_coef, ref_logp, entropy_coef, entropy)
-    loss = aggregate(loss_tok, trained, agg, global_denominator, norm_length)
+    loss = aggregate(loss_tok, trained, agg, global_denominator, norm_length, trajectory_ids)
 
     ratio_mean, ratio_max = masked_mean_max(ratio, present)
     mismatch_mean, mismatch_max = masked_mean_max(mismatch, present)
@@ -174,6 +213,8 @@ def ipa_loss(
         "mismatch_ratio_mean": mismatch_mean,
         "mismatch_ratio_max": mismatch_max,
         "return_mean": return_mean,
+        "behaviour_weight_mean": masked_mean_max(beta, present)[0],
+        "behaviour_trunc_frac": fraction(truncated(log_mismatch, behaviour_cap), present),
         "chunks_per_seq": present.sum() / max(rewards.shape[0], 1),
         "positive_frac": positive.float().mean() if rewards.numel() else 0.0,
         **extra,

@@ -11,13 +11,14 @@ ALGORITHMS: tuple[str, ...] = ("ipa", "grpo", "gspo", "ppo", "reinforce")
 _COMMON = ("agg", "global_denominator", "norm_length", "kl_coef", "entropy_coef")
 _MISMATCH = ("mismatch_high", "mismatch_low")
 _CLIP = ("clip_eps", "clip_eps_high")
+_BEHAVIOUR = ("behaviour_cap",)  # the truncated π_old/μ weight of the decoupled objective (reinforce uses μ itself)
 
 # The keyword parameters each algorithm accepts; anything else is a ValueError (a typo must not pass silently).
 ALGORITHM_PARAMS: dict[str, tuple[str, ...]] = {
-    "ipa": _COMMON + _MISMATCH + ("gamma",),
-    "grpo": _COMMON + _MISMATCH + _CLIP + ("norm_adv_by_std",),
-    "gspo": _COMMON + _CLIP + ("norm_adv_by_std",),
-    "ppo": _COMMON + _MISMATCH + _CLIP,
+    "ipa": _COMMON + _MISMATCH + _BEHAVIOUR + ("gamma",),
+    "grpo": _COMMON + _MISMATCH + _CLIP + _BEHAVIOUR + ("norm_adv_by_std",),
+    "gspo": _COMMON + _CLIP + _BEHAVIOUR + ("norm_adv_by_std",),
+    "ppo": _COMMON + _MISMATCH + _CLIP + _BEHAVIOUR,
     "reinforce": _COMMON + _MISMATCH + ("is_cap", "baseline"),
 }
 
@@ -36,18 +37,20 @@ def compute_loss(algorithm: str, inputs: LossInputs, **params) -> LossOutput:
             f"unknown parameter(s) {unknown} for algorithm {algorithm!r}; accepted: {ALGORITHM_PARAMS[algorithm]}"
         )
     x = inputs
-    extras = {"ref_logp": x.ref_logp, "entropy": x.entropy}
+    extras = {"ref_logp": x.ref_logp, "entropy": x.entropy, "trajectory_ids": x.trajectory_ids}
     if algorithm == "ipa":
         return ipa_loss(
             x.logp, x.old_logp, x.engine_logp, x.assistant_mask, x.chunk_ids, x.rewards,
-            chunk_rewards=x.chunk_rewards, **extras, **params,
+            chunk_rewards=x.chunk_rewards, trajectory_chunks=x.trajectory_chunks, **extras, **params,
         )  # fmt: skip
     if algorithm == "grpo":
         return grpo_loss(
             x.logp, x.old_logp, x.assistant_mask, x.rewards, x.group_ids, engine_logp=x.engine_logp, **extras, **params
         )
     if algorithm == "gspo":
-        return gspo_loss(x.logp, x.old_logp, x.assistant_mask, x.rewards, x.group_ids, **extras, **params)
+        return gspo_loss(
+            x.logp, x.old_logp, x.assistant_mask, x.rewards, x.group_ids, engine_logp=x.engine_logp, **extras, **params
+        )
     if algorithm == "ppo":
         if x.advantages is None:
             raise ValueError("algorithm 'ppo' needs inputs.advantages")

@@ -14,8 +14,8 @@ class LossInputs:
     log π_θ(token_t | tokens_<t)): the caller shifts the model's logits by one before building this."""
 
     logp: Tensor  # [B,T] log π_θ of each token (requires grad)
-    old_logp: Tensor  # [B,T] trainer log-probs of the behaviour policy (no grad)
-    engine_logp: Tensor  # [B,T] inference engine log-probs μ (no grad)
+    old_logp: Tensor  # [B,T] trainer log-probs of the proximal policy π_old (no grad)
+    engine_logp: Tensor  # [B,T] behaviour policy μ: the inference engine's log-probs at sampling time (no grad)
     assistant_mask: Tensor  # [B,T] bool: tokens that are trained on
     chunk_ids: Tensor  # [B,T] long, from chunk_index
     rewards: Tensor  # [B] final reward per sequence
@@ -24,6 +24,10 @@ class LossInputs:
     ref_logp: Tensor | None = None  # [B,T] for KL k3
     entropy: Tensor | None = None  # [B,T] per-token entropy, for an entropy bonus
     advantages: Tensor | None = None  # [B,T] given advantages (PPO)
+    # A trajectory split at a context fork is several rows: they share a trajectory id, their chunk ids are the
+    # trajectory's global chunk indices and trajectory_chunks is its chunk count K (see trajectories.py, ipa_loss).
+    trajectory_ids: Tensor | None = None  # [B] long
+    trajectory_chunks: Tensor | None = None  # [B] long
 
 
 @dataclass

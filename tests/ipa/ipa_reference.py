@@ -101,6 +101,11 @@ def _in_bounds(x, high, low):
     return (high is None or x <= high) and (low is None or x >= low)
 
 
+def behaviour_weight(log_old_over_mu, cap):
+    """β = min(π_old/μ, C) of the decoupled objective, written literally (1 when the correction is off)."""
+    return 1.0 if cap is None else min(math.exp(log_old_over_mu), cap)
+
+
 def ipa(
     logp,
     old,
@@ -115,6 +120,7 @@ def ipa(
     agg="seq-mean-token-sum",
     global_denominator=None,
     norm_length=None,
+    behaviour_cap=2.0,
 ):
     B, T = len(logp), len(logp[0])
     trained = [[bool(mask[b][t]) and chunk_ids[b][t] >= 0 for t in range(T)] for b in range(B)]
@@ -128,7 +134,8 @@ def ipa(
         keep = _in_bounds(math.exp(mis[(b, k)]), high, low)
         masked_chunks += not keep
         w = 1.0 if rewards[b] > 0 else min(max(math.exp(log_rho), 0.0), 1.0)
-        coef = w * G[b][k] * (1.0 if keep else 0.0)
+        beta = behaviour_weight(mis[(b, k)], behaviour_cap)
+        coef = beta * w * G[b][k] * (1.0 if keep else 0.0)
         for t in _chunk_tokens(chunk_ids, trained, b, k):
             loss_tok[b][t] = -coef * logp[b][t]
             grad_tok[b][t] = -coef
@@ -172,8 +179,11 @@ def ppo(
     ref=None,
     entropy_coef=0.0,
     entropy=None,
+    engine=None,
+    behaviour_cap=2.0,
 ):
-    """adv: per token [B][T]. keep: optional token mask (Eq. 6) of tokens that contribute."""
+    """adv: per token [B][T]. keep: optional token mask (Eq. 6) of tokens that contribute. With `engine` (μ) each
+    token's clipped term is weighted by β_t = min(π_old/μ, behaviour_cap)."""
     B, T = len(logp), len(logp[0])
     high = clip_eps if clip_eps_high is None else clip_eps_high
     loss_tok = [[0.0] * T for _ in range(B)]
@@ -185,8 +195,9 @@ def ppo(
             if keep is None or keep[b][t]:
                 r, a = math.exp(logp[b][t] - old[b][t]), adv[b][t]
                 clipped = (a > 0 and r > 1 + high) or (a < 0 and r < 1 - clip_eps)
-                loss_tok[b][t] = -min(r * a, min(max(r, 1 - clip_eps), 1 + high) * a)
-                grad_tok[b][t] = 0.0 if clipped else -r * a
+                beta = 1.0 if engine is None else behaviour_weight(old[b][t] - engine[b][t], behaviour_cap)
+                loss_tok[b][t] = -beta * min(r * a, min(max(r, 1 - clip_eps), 1 + high) * a)
+                grad_tok[b][t] = 0.0 if clipped else -beta * r * a
             if kl_coef:
                 d = ref[b][t] - logp[b][t]
                 loss_tok[b][t] += kl_coef * (math.exp(d) - d - 1)
@@ -207,6 +218,8 @@ def gspo(
     agg="seq-mean-token-mean",
     global_denominator=None,
     norm_length=None,
+    engine=None,
+    behaviour_cap=2.0,
 ):
     B, T = len(logp), len(logp[0])
     adv = grpo_advantages(rewards, group_ids)
@@ -219,8 +232,11 @@ def gspo(
         s = math.exp(sum(logp[b][t] - old[b][t] for t in toks) / len(toks))
         a = adv[b]
         clipped = (a > 0 and s > 1 + clip_eps_high) or (a < 0 and s < 1 - clip_eps)
-        seq_loss = -min(s * a, min(max(s, 1 - clip_eps), 1 + clip_eps_high) * a)
-        d_seq = 0.0 if clipped else -a * s / len(toks)  # ∂ seq_loss / ∂ logp_t for each t of the row
+        beta = 1.0
+        if engine is not None:
+            beta = behaviour_weight(sum(old[b][t] - engine[b][t] for t in toks) / len(toks), behaviour_cap)
+        seq_loss = -beta * min(s * a, min(max(s, 1 - clip_eps), 1 + clip_eps_high) * a)
+        d_seq = 0.0 if clipped else -beta * a * s / len(toks)  # ∂ seq_loss / ∂ logp_t for each t of the row
         row_weight = sum(weights[b][t] for t in toks)  # every token carries seq_loss
         loss += row_weight * seq_loss
         for t in toks:

@@ -82,6 +82,7 @@ def test_grpo_matches_reference(batch, agg, dtype, clip_high, with_kl, with_mism
         ref=ref_l,
         entropy_coef=0.01 if with_kl else 0.0,
         entropy=batch.entropy.tolist(),
+        engine=eng_l if with_mismatch else None,
     )
     assert_close(out.loss, loss, **_tol(dtype))
     assert_close(logp.grad, grad, **_tol(dtype))

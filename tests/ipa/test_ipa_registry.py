@@ -38,9 +38,15 @@ def test_compute_loss_dispatches_to_the_pure_functions(batch):
         "ipa": lambda lp: ipa.ipa_loss(
             lp, batch.old_logp, batch.engine_logp, batch.mask, batch.chunk_ids, batch.rewards, gamma=0.9
         ),
-        "grpo": lambda lp: ipa.grpo_loss(lp, batch.old_logp, batch.mask, batch.rewards, batch.group_ids, clip_eps=0.1),
-        "gspo": lambda lp: ipa.gspo_loss(lp, batch.old_logp, batch.mask, batch.rewards, batch.group_ids),
-        "ppo": lambda lp: ipa.ppo_loss(lp, batch.old_logp, batch.mask, _inputs(batch, lp).advantages),
+        "grpo": lambda lp: ipa.grpo_loss(
+            lp, batch.old_logp, batch.mask, batch.rewards, batch.group_ids, clip_eps=0.1, engine_logp=batch.engine_logp
+        ),
+        "gspo": lambda lp: ipa.gspo_loss(
+            lp, batch.old_logp, batch.mask, batch.rewards, batch.group_ids, engine_logp=batch.engine_logp
+        ),
+        "ppo": lambda lp: ipa.ppo_loss(
+            lp, batch.old_logp, batch.mask, _inputs(batch, lp).advantages, engine_logp=batch.engine_logp
+        ),
         "reinforce": lambda lp: ipa.reinforce_loss(
             lp, batch.engine_logp, batch.mask, batch.rewards, batch.group_ids, baseline="rloo"
         ),
