@@ -3,35 +3,24 @@
     roll rollout rollout.group_size=8 engine=hf task.split=eval
 
 To add a command, define a function below (or import one) decorated with `@app.command(...)`, load its config with
-`load_or_exit(<config name>, overrides)` and keep its work in the package that owns it."""
+`load_or_exit(<config name>, overrides)` (roll/cli_common.py) and keep its work in the package that owns it."""
 from __future__ import annotations
 
 import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from roll.config import ConfigError, load_config
+from roll.cli_common import CONFIG_DIR, OVERRIDES, err, load_or_exit
+from roll.swebench.cli import attach as _attach_swebench
+from roll.train_cli import register as _register_training
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ROLL: agentic RL training and rollouts.")
-err = Console(stderr=True)
-OVERRIDES = typer.Argument(None, help="Hydra overrides: key=value or group=option", show_default=False)
-CONFIG_DIR = typer.Option(None, "--config-dir", help="config tree (default: the repository's configs/)")
 
 
 @app.callback()
 def _root() -> None:
     """ROLL: agentic RL training and rollouts. Every command takes Hydra overrides (key=value, group=option)."""
-
-
-def load_or_exit(config_name: str, overrides: Optional[list[str]], config_dir: Optional[str] = None):
-    """The validated config, or one line on stderr and exit status 2."""
-    try:
-        return load_config(config_name, overrides or [], config_dir)
-    except ConfigError as exc:
-        err.print(f"[bold red]config error:[/bold red] {exc}", soft_wrap=True, highlight=False)
-        raise typer.Exit(2) from None
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -45,15 +34,8 @@ def rollout(overrides: Optional[list[str]] = OVERRIDES, config_dir: Optional[str
     print(summary["trajectories"], file=sys.stdout)
 
 
-# `train`, `sft`, `eval`: the training half (roll/train_cli.py).
-from roll.train_cli import register as _register_training  # noqa: E402
-
-_register_training(app)
-
-# `eval swebench`, `eval swebench-local`: SWE-bench evaluation (roll/swebench/); `eval key=value` stays as above.
-from roll.swebench.cli import attach as _attach_swebench  # noqa: E402
-
-_attach_swebench(app)
+_register_training(app)  # `train`, `sft`, `eval`: the training half (roll/train_cli.py)
+_attach_swebench(app)  # `eval swebench`, `eval swebench-local` (roll/swebench/); `eval key=value` stays as above
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from roll.config.schema import RootConfig
 from roll.metrics import MetricsLogger, Progress
 from roll.run_state import TrajectoryStore, restore_scheduler, scheduler_state
+from roll.tasks.corpus import resolve_model_path
 from roll.trainer.batch import samples_from_trajectories
 from roll.trainer.checkpoint import CheckpointManager, load_driver_state, resolve_resume
 from roll.trainer.update import attach, mismatch_stats, prepare, run_update
@@ -45,7 +46,7 @@ class RLDriver:
 
         cfg = self.cfg
         self._ray_started = init_ray(cfg.ray)
-        self.model_path = cfg.model.resolve_path()
+        self.model_path = resolve_model_path(cfg.model)
         tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         checkpoint = resolve_resume(cfg.loop.resume, self.run_dir) if cfg.loop.resume else None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from roll.config.schema import RootConfig
+from roll.tasks.corpus import resolve_model_path
 
 
 @dataclass
@@ -87,7 +88,7 @@ def evaluate_checkpoint(cfg: RootConfig, label: str | None = None) -> EvalResult
     from roll.engines.actor import EngineGroup
     from roll.rollout.ray_setup import init_ray, shutdown_ray
 
-    model_path = cfg.model.resolve_path()
+    model_path = resolve_model_path(cfg.model)
     started = init_ray(cfg.ray)
     engines = None
     try:

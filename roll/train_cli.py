@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
-OVERRIDES = typer.Argument(None, help="Hydra overrides: key=value or group=option", show_default=False)
-CONFIG_DIR = typer.Option(None, "--config-dir", help="config tree (default: the repository's configs/)")
+from roll.cli_common import CONFIG_DIR, OVERRIDES, err, load_or_exit
+from roll.tasks.corpus import resolve_model_path
+
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -74,8 +73,6 @@ def resume_config(resume: str, overrides: list[str], run_dir: str | None):
 
 
 def register(app: typer.Typer) -> None:
-    from roll.cli import load_or_exit
-
     @app.command(context_settings=EXTRA)
     def train(overrides: list[str] | None = OVERRIDES, config_dir: str | None = CONFIG_DIR,
               config_name: str = typer.Option("train", "--config-name", help="primary config")) -> None:
@@ -133,10 +130,10 @@ def run_sft_command(cfg, directory: Path) -> Path:
     from roll.rollout.ray_setup import init_ray, shutdown_ray
     from roll.sft import load_trajectories, run_sft
 
-    model_path = cfg.model.resolve_path()
+    model_path = resolve_model_path(cfg.model)
     files = list(cfg.sft.data)
     if not files:
-        from roll.tasks.expert import write_golden
+        from roll.tasks.golden import write_golden
 
         golden = Path(directory) / "golden.jsonl"
         with err.status(f"scripted expert: {cfg.sft.expert_episodes} golden episodes"):

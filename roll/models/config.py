@@ -6,11 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from roll.models.tiny import tiny_spec
+
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="a local Hugging Face checkpoint directory; null = the tiny model")
+    path: str | None = Field(None, description="a local Hugging Face checkpoint directory; null = the tiny model (roll/tasks/corpus.py)")
     tiny: dict[str, int | float] = Field(default_factory=dict, description="overrides of the tiny-model spec")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
@@ -27,15 +29,5 @@ class ModelConfig(BaseModel):
     @field_validator("tiny")
     @classmethod
     def _known(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from roll.models.tiny import tiny_spec
-
         tiny_spec(**value)  # raises ValueError naming unknown options
         return value
-
-    def resolve_path(self) -> Path:
-        """The checkpoint directory, building the tiny model first when `path` is null."""
-        if self.path is not None:
-            return Path(self.path)
-        from roll.models.tiny import ensure_tiny_model
-
-        return ensure_tiny_model(**self.tiny)

@@ -3,20 +3,25 @@
 `ensure_tiny_model()` builds it once and caches it as an ordinary Hugging Face checkpoint directory (config.json,
 model.safetensors, tokenizer.json, tokenizer_config.json with a ChatML chat template), so every consumer (vLLM,
 transformers, DeepSpeed) loads it from a local path and nothing is downloaded. The cache key is a hash of the spec,
-so different overrides never collide; the directory is written to a temporary sibling and renamed into place, so
-concurrent callers are safe (the loser of the race discards its copy)."""
+so different overrides never collide. The tokenizer's training text is the caller's (`corpus`: seed -> texts; the
+task family supplies its own, see roll/tasks/corpus.py) and its hash is part of the cache key. The directory is
+written to a temporary sibling and renamed into place, so concurrent callers are safe (the loser of the race discards
+its copy)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from roll.models.chat_template import CHAT_TEMPLATE
-from roll.models.corpus import corpus, corpus_digest
+
+Corpus = Callable[[int], Iterable[str]]  # seed -> the tokenizer's training texts
 
 BUILD_VERSION = "1"
 MARKER = "letitflow-tiny.json"
@@ -53,18 +58,28 @@ def tiny_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def spec_hash(spec: dict[str, Any]) -> str:
+@functools.lru_cache(maxsize=8)
+def corpus_digest(corpus: Corpus, seed: int = 0) -> str:
+    digest = hashlib.sha256()
+    for text in corpus(seed):
+        digest.update(text.encode())
+    return digest.hexdigest()[:16]
+
+
+def spec_hash(spec: dict[str, Any], corpus: Corpus) -> str:
     """Hash of the spec, the build code version and the tokenizer corpus (which follows the agent's prompts)."""
-    blob = json.dumps({"spec": spec, "build": BUILD_VERSION, "corpus": corpus_digest(spec["seed"])}, sort_keys=True)
+    blob = json.dumps({"spec": spec, "build": BUILD_VERSION, "corpus": corpus_digest(corpus, spec["seed"])},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def ensure_tiny_model(path: str | Path | None = None, **overrides: Any) -> Path:
-    """Return the directory of the tiny checkpoint described by DEFAULT_SPEC + overrides, building it if missing.
+def ensure_tiny_model(path: str | Path | None = None, *, corpus: Corpus, **overrides: Any) -> Path:
+    """Return the directory of the tiny checkpoint described by DEFAULT_SPEC + overrides, building it if missing
+    (its tokenizer trained on `corpus(seed)`).
 
     `path=None` caches under ~/.cache/letitflow/tiny-model-<hash> (or $LETITFLOW_CACHE)."""
     spec = tiny_spec(**overrides)
-    target = Path(path) if path is not None else default_cache_dir() / f"tiny-model-{spec_hash(spec)}"
+    target = Path(path) if path is not None else default_cache_dir() / f"tiny-model-{spec_hash(spec, corpus)}"
     marker = target / MARKER
     if marker.exists():
         recorded = json.loads(marker.read_text())
@@ -76,7 +91,7 @@ def ensure_tiny_model(path: str | Path | None = None, **overrides: Any) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        _build(tmp, spec)
+        _build(tmp, spec, corpus)
         if target.exists():
             target.rmdir()  # an empty directory left by the caller
         os.rename(tmp, target)
@@ -88,8 +103,8 @@ def ensure_tiny_model(path: str | Path | None = None, **overrides: Any) -> Path:
     return target
 
 
-def build_tokenizer(vocab_size: int, seed: int = 0):
-    """Train a byte-level BPE on the offline corpus and wrap it as PreTrainedTokenizerFast with ChatML tokens."""
+def build_tokenizer(vocab_size: int, corpus: Corpus, seed: int = 0):
+    """Train a byte-level BPE on `corpus(seed)` and wrap it as PreTrainedTokenizerFast with ChatML tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -99,7 +114,7 @@ def build_tokenizer(vocab_size: int, seed: int = 0):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - n_added, min_frequency=1, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus(seed=seed), trainer=trainer)
+    tok.train_from_iterator(corpus(seed), trainer=trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
                                       pad_token="<|endoftext|>", unk_token=None, clean_up_tokenization_spaces=False,
                                       model_max_length=DEFAULT_SPEC["max_position_embeddings"])
@@ -111,12 +126,12 @@ def build_tokenizer(vocab_size: int, seed: int = 0):
     return wrapped
 
 
-def _build(directory: Path, spec: dict[str, Any]) -> None:
+def _build(directory: Path, spec: dict[str, Any], corpus: Corpus) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     directory.mkdir(parents=True)
-    tokenizer = build_tokenizer(spec["vocab_size"], seed=spec["seed"])
+    tokenizer = build_tokenizer(spec["vocab_size"], corpus, seed=spec["seed"])
     config = Qwen2Config(
         vocab_size=spec["vocab_size"], hidden_size=spec["hidden_size"], intermediate_size=spec["intermediate_size"],
         num_hidden_layers=spec["num_hidden_layers"], num_attention_heads=spec["num_attention_heads"],
@@ -134,5 +149,5 @@ def _build(directory: Path, spec: dict[str, Any]) -> None:
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     (directory / MARKER).write_text(json.dumps({"spec": spec, "build": BUILD_VERSION,
-                                                "corpus": corpus_digest(spec["seed"])},
+                                                "corpus": corpus_digest(corpus, spec["seed"])},
                                                indent=1, sort_keys=True))

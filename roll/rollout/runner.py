@@ -20,6 +20,7 @@ from roll.rollout.progress import progress_bar
 from roll.rollout.ray_setup import init_ray, shutdown_ray
 from roll.rollout.records import write_records
 from roll.rollout.scheduler import RolloutScheduler
+from roll.tasks.corpus import resolve_model_path
 from roll.tasks.dataset import load_tasks
 
 SUMMARY_KEYS = ("episodes", "success_rate", "mean_reward", "mean_turns", "completion_tokens", "tokens_per_s",
@@ -57,7 +58,7 @@ def run_rollout(cfg: RootConfig, console: Console | None = None) -> dict[str, An
     console = console or Console(stderr=True)
     run_dir = prepare_run_dir(cfg)
     console.print(f"[bold]run directory[/bold] {run_dir}")
-    model_path = cfg.model.resolve_path()
+    model_path = resolve_model_path(cfg.model)
     tasks = load_tasks(cfg.task)
     started_ray = init_ray(cfg.ray)
     engines = scheduler = None

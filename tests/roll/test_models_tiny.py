@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from roll.models.corpus import TOOLS, render_chat
-from roll.models.tiny import MARKER, ensure_tiny_model, tiny_spec
+from roll.models.tiny import MARKER, tiny_spec
+from roll.tasks.corpus import TOOLS, render_chat, task_tiny_model
 from roll.tasks.words import SECRET_WORDS
 
 
@@ -72,7 +72,7 @@ def test_spec_errors_name_the_key() -> None:
 
 
 def _build(path: str) -> str:
-    return str(ensure_tiny_model(path, num_hidden_layers=1, hidden_size=64, intermediate_size=128, head_dim=32,
+    return str(task_tiny_model(path, num_hidden_layers=1, hidden_size=64, intermediate_size=128, head_dim=32,
                                  num_attention_heads=2, num_key_value_heads=1))
 
 
@@ -87,7 +87,7 @@ def test_concurrent_builds_are_safe(tmp_path: Path) -> None:
     # cached: a second call returns at once; a different spec at the same path is refused
     assert _build(str(target)) == str(target)
     with pytest.raises(ValueError, match="different spec"):
-        ensure_tiny_model(target)
+        task_tiny_model(target)
 
 
 def test_vllm_loads_it(tiny_model_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_golden_trajectories_are_what_the_agent_sees(tmp_path: Path, tiny_model_
     from transformers import AutoTokenizer
 
     from iflow.trajectory import load_jsonl, training_sequences
-    from roll.tasks.expert import write_golden
+    from roll.tasks.golden import write_golden
 
     summary = write_golden(tmp_path / "golden.jsonl", 2, seed=7, model_path=tiny_model_path, concurrency=2,
                            progress=False, timeout=300)
@@ -128,7 +128,7 @@ def test_golden_trajectories_are_what_the_agent_sees(tmp_path: Path, tiny_model_
 def test_privileged_expert_golden_episodes_skip_the_read(tmp_path: Path, tiny_model_path: Path,
                                                          sandbox_image: str) -> None:
     from iflow.trajectory import load_jsonl
-    from roll.tasks.expert import write_golden
+    from roll.tasks.golden import write_golden
 
     summary = write_golden(tmp_path / "golden.jsonl", 2, seed=7, model_path=tiny_model_path, concurrency=2,
                            progress=False, timeout=300, shortcut_fraction=1.0)

@@ -1,18 +1,26 @@
 """Deterministic offline text for training the tiny model's tokenizer: agent transcripts of the embedded task family
 rendered exactly as the iFlow agent renders them (its system prompt, tool-call text form and observation wrapping),
-plus Python-ish code, shell output and prose. `corpus_digest()` hashes the text: the tiny model's cache key, so a
-change in the agent's prompts yields a new tokenizer instead of a stale one."""
+plus Python-ish code, shell output and prose. The corpus lives with the tasks and is handed to the model package
+(`task_tiny_model`), which knows nothing of tasks; the tiny model's cache key hashes the text, so a change in the
+agent's prompts yields a new tokenizer instead of a stale one."""
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import random
+from pathlib import Path
 from typing import Any, Iterator
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from iflow.context import wrap_observation
+from iflow.prompts import build_system_prompt
+from iflow.tools import ToolRegistry
+from iflow.trajectory import ToolCall
 from roll.models.chat_template import CHAT_TEMPLATE
+from roll.models.config import ModelConfig
+from roll.models.tiny import ensure_tiny_model
+from roll.tasks.expert import completion_text, expert_calls
+from roll.tasks.secret_word import SecretWordOptions, make_task
 from roll.tasks.words import SECRET_WORDS
 
 _ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -65,13 +73,6 @@ def _observation(task: Any, command: str) -> str:
 
 
 def _transcript(index: int, rng: random.Random) -> str:
-    from iflow.context import wrap_observation
-    from iflow.prompts import build_system_prompt
-    from iflow.tools import ToolRegistry
-    from iflow.trajectory import ToolCall
-    from roll.tasks.expert import completion_text, expert_calls
-    from roll.tasks.secret_word import SecretWordOptions, make_task
-
     names = ["bash", "submit"] if rng.random() < 0.8 else list(ToolRegistry.from_names().tools)
     system = build_system_prompt(ToolRegistry.from_names(names).schemas(), "/workspace")
     options = SecretWordOptions(hops=rng.choice([1, 1, 2]), distractors=rng.randint(0, 3))
@@ -124,9 +125,11 @@ def corpus(seed: int = 0, transcripts: int = 600, snippets: int = 1500) -> Itera
         yield f"The secret word is {word}.\necho {word} > answer.txt\n\"{word}\"\n"
 
 
-@functools.lru_cache(maxsize=8)
-def corpus_digest(seed: int = 0) -> str:
-    digest = hashlib.sha256()
-    for text in corpus(seed):
-        digest.update(text.encode())
-    return digest.hexdigest()[:16]
+def task_tiny_model(path: str | Path | None = None, **overrides: Any) -> Path:
+    """The tiny checkpoint (DEFAULT_SPEC + overrides) whose tokenizer is trained on this task family's corpus."""
+    return ensure_tiny_model(path, corpus=corpus, **overrides)
+
+
+def resolve_model_path(model: ModelConfig) -> Path:
+    """The checkpoint directory of the `model` section, building the task family's tiny model when `path` is null."""
+    return Path(model.path) if model.path is not None else task_tiny_model(**model.tiny)
