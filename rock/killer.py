@@ -1,15 +1,24 @@
 """Killing what a command started. Preferred: from the host, with the container frozen (`docker pause`), so that even
 a fork bomb at its pids limit cannot outrun us and no process needs to be forked inside the container. Fallback
-(no access to the host's /proc, e.g. a remote engine): a kill script run inside the container."""
+(no access to the host's /proc, e.g. a remote engine): a kill script run inside the container as the sandbox user.
+
+Every signal sent from the host goes through `signal_verified`: a pid is signalled only through a pidfd, after
+checking that it is still the process seen (same start time) and that it lives in the container's cgroup."""
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import docker
 
 from rock.cgroups import cgroup_procs
+from rock.procfs import ProcStat, cgroup_text, innermost_pid, read_stat, uptime
+
+__all__ = ["kill_from_host", "kill_in_container", "signal_verified", "targets", "uptime", "SESSION_VARIABLE"]
+
+SESSION_VARIABLE = "ROCK_SESSION"  # set in each session shell's environment: tells apart orphans of two sessions
 
 # Same rule inside the container: processes carrying the command tag or descending from the session shell.
 IN_CONTAINER_SCRIPT = r"""
@@ -25,86 +34,120 @@ done
 true
 """
 
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def uptime() -> float:
-    """Seconds since boot: the clock /proc/PID/stat start times are measured on."""
-    return float(open("/proc/uptime").read().split()[0])
+_freeze_locks: dict[str, threading.Lock] = {}
+_freeze_locks_guard = threading.Lock()
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, start time in seconds since boot)."""
+def _freeze_lock(container_id: str) -> threading.Lock:
+    """One freeze-kill-thaw at a time per container: a second killer's `unpause` must not thaw the first's work."""
+    with _freeze_locks_guard:
+        return _freeze_locks.setdefault(container_id, threading.Lock())
+
+
+def in_container(pid: int, container_id: str) -> bool:
+    text = cgroup_text(pid)
+    return bool(container_id) and text is not None and container_id in text
+
+
+def signal_verified(container_id: str, pid: int, start_ticks: int, sig: int) -> bool:
+    """Send `sig` to `pid` only if it is still the process that started at `start_ticks` and it belongs to the
+    container. The pidfd pins the process, so a pid reused after the checks cannot be hit. False if not sent."""
+    if pid <= 1:
+        return False
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[19]) / CLOCK_TICKS
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _tagged(pid: int, needle: bytes) -> bool:
-    try:
-        return needle in open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        pidfd = os.pidfd_open(pid)
     except OSError:
         return False
+    try:
+        stat = read_stat(pid)
+        if stat is None or stat.start_ticks != start_ticks or not in_container(pid, container_id):
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
-def targets(pids: list[int], shell_pid: int, tag: str, since: float) -> set[int]:
-    """Processes among `pids` (host pids of one container) that the command started: those carrying ROCK_CMD=tag
-    in their environment, those descending from the session shell, and orphans adopted by the container's init
-    that were born after the command began (bash subshells keep no trace of `export` in /proc/PID/environ) —
-    and everything descending from any of these."""
-    stats = {pid: stat for pid in pids if (stat := _stat(pid)) is not None}
-    inits = {pid for pid, (ppid, _) in stats.items() if ppid not in stats}
-    needle = f"ROCK_CMD={tag}".encode()
-    chosen = {pid for pid in stats if _tagged(pid, needle)}
-    chosen |= {pid for pid, (ppid, born) in stats.items() if ppid in inits and born >= since - 0.02}
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _variable(environ: list[bytes], name: str) -> bytes | None:
+    prefix = name.encode() + b"="
+    return next((item[len(prefix):] for item in environ if item.startswith(prefix)), None)
+
+
+def targets(stats: dict[int, ProcStat], shell_pid: int, tag: str, since: float, session_id: str = "") -> set[int]:
+    """Processes among `stats` (one container's processes by host pid) that the command started: those carrying
+    ROCK_CMD=tag, those descending from the session shell, and orphans adopted by the container's init (pid 1 of
+    its namespace) born after the command began (bash subshells keep no trace of `export` in /proc/PID/environ)
+    unless they belong to another session or another command — and everything descending from any of these."""
+    roots = {pid for pid, stat in stats.items() if stat.ppid not in stats}  # started from outside (init, execs)
+    inits = {pid for pid in roots if innermost_pid(pid) == 1}
+    chosen = set()
+    for pid, stat in stats.items():
+        environ = _environ(pid)
+        command_tag = _variable(environ, "ROCK_CMD")
+        if command_tag == tag.encode():
+            chosen.add(pid)
+        elif stat.ppid in inits and stat.start_seconds >= since - 0.02:
+            session = _variable(environ, SESSION_VARIABLE)
+            other_session = session is not None and session != session_id.encode()
+            other_command = command_tag is not None and command_tag != tag.encode()
+            if not (other_session or other_command):
+                chosen.add(pid)
     frontier = [shell_pid, *chosen]
     while frontier:
         current = frontier.pop()
-        for pid, (ppid, _) in stats.items():
-            if ppid == current and pid not in chosen:
+        for pid, stat in stats.items():
+            if stat.ppid == current and pid not in chosen:
                 chosen.add(pid)
                 frontier.append(pid)
-    return chosen - {shell_pid} - inits
+    return chosen - {shell_pid} - roots
 
 
-def _kill_until_quiet(container_id: str, shell_host_pid: int, tag: str, since: float,
+def _container_stats(container_id: str) -> dict[int, ProcStat]:
+    return {pid: stat for pid in cgroup_procs(container_id) or [] if (stat := read_stat(pid)) is not None}
+
+
+def _kill_until_quiet(container_id: str, shell_host_pid: int, tag: str, since: float, session_id: str,
                       quiet_passes: int = 3, max_passes: int = 200) -> None:
     """SIGKILL targets until several passes in a row find none. One empty pass is not enough: a subshell in the
     middle of exiting (not frozen, already gone from cgroup.procs) hides its children until they are reparented."""
     quiet = 0
     for _ in range(max_passes):
-        victims = targets(cgroup_procs(container_id) or [], shell_host_pid, tag, since)
+        stats = _container_stats(container_id)
+        victims = targets(stats, shell_host_pid, tag, since, session_id)
         quiet = 0 if victims else quiet + 1
         if quiet >= quiet_passes:
             return
         for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            signal_verified(container_id, pid, stats[pid].start_ticks, signal.SIGKILL)
         time.sleep(0.005)
 
 
-def kill_from_host(api: docker.APIClient, container_id: str, shell_host_pid: int | None, tag: str,
-                   since: float) -> bool:
-    """Freeze the container, SIGKILL the command's processes, signal the shell, thaw. False if not possible here."""
-    if shell_host_pid is None or cgroup_procs(container_id) is None:
+def kill_from_host(api: docker.APIClient, container_id: str, shell: tuple[int, int] | None, tag: str,
+                   since: float, session_id: str = "") -> bool:
+    """Freeze the container, SIGKILL the command's processes, signal the shell, thaw. `shell` is the session
+    shell's verified (host pid, start ticks). False if not possible here (then nothing was signalled)."""
+    if shell is None or cgroup_procs(container_id) is None:
         return False
-    try:
-        api.pause(container_id)
-    except docker.errors.APIError:
-        return False
-    try:
-        _kill_until_quiet(container_id, shell_host_pid, tag, since)
+    host_pid, start_ticks = shell
+    with _freeze_lock(container_id):
         try:
-            os.kill(shell_host_pid, signal.SIGUSR1)
-        except (ProcessLookupError, PermissionError):
-            pass
-    finally:
-        api.unpause(container_id)
+            api.pause(container_id)
+        except docker.errors.APIError:
+            return False
+        try:
+            _kill_until_quiet(container_id, host_pid, tag, since, session_id)
+            signal_verified(container_id, host_pid, start_ticks, signal.SIGUSR1)
+        finally:
+            api.unpause(container_id)
     return True
 
 
@@ -112,3 +155,16 @@ def kill_in_container(api: docker.APIClient, container_id: str, user: str, shell
     exec_id = api.exec_create(container_id, ["sh", "-c", IN_CONTAINER_SCRIPT, "rock-kill", str(shell_pid or 0), tag],
                               user=user)["Id"]
     api.exec_start(exec_id)
+
+
+def kill_shell(api: docker.APIClient, container_id: str, user: str, shell_pid: int | None,
+               shell: tuple[int, int] | None) -> None:
+    """SIGKILL a session shell: from the host when its host pid is verified, else from inside the container as the
+    sandbox user (who owns the shell). Never anything else."""
+    if shell is not None and signal_verified(container_id, shell[0], shell[1], signal.SIGKILL):
+        return
+    if shell_pid is not None and shell_pid > 1:
+        try:
+            api.exec_start(api.exec_create(container_id, ["kill", "-9", str(shell_pid)], user=user)["Id"])
+        except docker.errors.APIError:
+            pass  # the container is gone: so is the shell

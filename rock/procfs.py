@@ -52,3 +52,22 @@ def same_process(pid: int, start_ticks: int) -> bool:
     """True only when `pid` is still the process that started at `start_ticks` (not a reuse of its number)."""
     stat = read_stat(pid)
     return stat is not None and stat.start_ticks == start_ticks
+
+
+def innermost_pid(pid: int, proc: Path = PROC) -> int | None:
+    """The pid as the process's own (innermost) pid namespace numbers it: the last field of `NSpid:`."""
+    try:
+        for line in (proc / str(pid) / "status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cgroup_text(pid: int, proc: Path = PROC) -> str | None:
+    """The raw /proc/PID/cgroup (one line per hierarchy), or None when the process is gone."""
+    try:
+        return (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None

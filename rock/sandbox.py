@@ -196,6 +196,12 @@ class Sandbox:
         self._require_started()
         return cgroup_procs(self.container.id)
 
+    def session_shell_pids(self) -> set[int]:
+        """Verified host pids of the live session shells (a shell whose pid could not be verified is left out)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        return {shell[0] for session in sessions if (shell := session.verified_shell()) is not None}
+
     def stats(self) -> CgroupStats:
         self._require_started()
         return read_stats(self.container.id)

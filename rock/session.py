@@ -7,9 +7,7 @@ every process carrying that tag or descending from the shell is killed, so nothi
 """
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import socket
 import struct
 import time
@@ -18,7 +16,9 @@ from dataclasses import dataclass
 import docker
 
 from rock.framing import command_line, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
-from rock.killer import kill_from_host, kill_in_container, uptime
+from rock.cgroups import cgroup_procs
+from rock.killer import SESSION_VARIABLE, in_container, kill_from_host, kill_in_container, kill_shell, uptime
+from rock.procfs import innermost_pid, read_stat
 from rock.output import CappedBuffer
 
 class SessionDied(RuntimeError):
@@ -50,16 +50,20 @@ class ShellSession:
         self.max_output_bytes = max_output_bytes
         self.cwd = workdir
         self.pid: int | None = None  # the shell's pid inside the container
-        self.host_pid: int | None = None  # and on the host (for killing from outside)
+        self.host_pid: int | None = None  # and on the host, only once verified (see _verify_host_pid)
+        self.host_start_ticks: int | None = None  # its start time: with the host pid, names exactly this process
+        self.session_id = ""
         self._exec_id: str | None = None
         self._sock: socket.socket | None = None
         self._pending = b""  # raw bytes of a partially received frame
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def open(self, timeout: float = 30.0) -> None:
+        self.pid = self.host_pid = self.host_start_ticks = None
+        self.session_id = secrets.token_hex(6)
         self._exec_id = self.api.exec_create(
             self.container_id, ["bash", "--noprofile", "--norc"], stdin=True, stdout=True, stderr=True,
-            tty=False, user=self.user, workdir=self.cwd, environment=self.env,
+            tty=False, user=self.user, workdir=self.cwd, environment={**self.env, SESSION_VARIABLE: self.session_id},
         )["Id"]
         raw = self.api.exec_start(self._exec_id, socket=True)
         self._sock = getattr(raw, "_sock", raw)
@@ -71,7 +75,45 @@ class ShellSession:
         if code is None:
             raise SessionDied(f"session {self.name!r} did not start within {timeout:.0f}s")
         self.pid = code
-        self.host_pid = self.api.exec_inspect(self._exec_id).get("Pid") or None
+        self._find_host_pid(time.monotonic() + min(timeout, 5.0))
+
+    def _find_host_pid(self, deadline: float) -> None:
+        """Learn the shell's host pid, verified: a process in the container's cgroup whose own pid namespace calls
+        it `self.pid`. `exec_inspect` sometimes reports no pid yet, so it is retried, and the cgroup is searched.
+        Where this host cannot see the container's processes (a remote engine) the host pid stays None and only
+        in-container killing is used. Where it can but no verified pid turns up, the session fails (closed)."""
+        if cgroup_procs(self.container_id) is None:
+            return
+        while True:
+            reported = self.api.exec_inspect(self._exec_id).get("Pid") or 0
+            candidates = [reported] if reported > 0 else []
+            candidates += [pid for pid in cgroup_procs(self.container_id) or [] if pid != reported]
+            for pid in candidates:
+                if self._verify_host_pid(pid):
+                    return
+            if time.monotonic() > deadline:
+                self.close()
+                raise SessionDied(f"session {self.name!r}: no verified host pid for its shell (pid {self.pid} in "
+                                  f"the container); refusing to run commands it could not kill")
+            time.sleep(0.02)
+
+    def _verify_host_pid(self, pid: int) -> bool:
+        if pid <= 1 or innermost_pid(pid) != self.pid or not in_container(pid, self.container_id):
+            return False
+        stat = read_stat(pid)
+        if stat is None:
+            return False
+        self.host_pid, self.host_start_ticks = pid, stat.start_ticks
+        return True
+
+    def verified_shell(self) -> tuple[int, int] | None:
+        """(host pid, start ticks) of this session's shell while it is still that process, else None."""
+        if self.host_pid is None or self.host_start_ticks is None:
+            return None
+        stat = read_stat(self.host_pid)
+        if stat is None or stat.start_ticks != self.host_start_ticks:
+            return None
+        return self.host_pid, self.host_start_ticks
 
     def close(self) -> None:
         if self._sock is not None:
@@ -89,11 +131,7 @@ class ShellSession:
         """Kill the shell (and what it runs) and open a fresh one in the last known working directory."""
         if self.pid is not None:
             self._exec_kill(self.pid, "__none__")
-            try:
-                os.kill(self.host_pid or -1, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError, OverflowError):
-                self.api.exec_start(self.api.exec_create(self.container_id, ["kill", "-9", str(self.pid)],
-                                                         user=self.user)["Id"])
+            kill_shell(self.api, self.container_id, self.user, self.pid, self.verified_shell())
         self.close()
         self.open()
 
@@ -157,7 +195,7 @@ class ShellSession:
 
     def _exec_kill(self, shell_pid: int | None, tag: str, since: float | None = None) -> None:
         since = uptime() if since is None else since
-        if not kill_from_host(self.api, self.container_id, self.host_pid, tag, since):
+        if not kill_from_host(self.api, self.container_id, self.verified_shell(), tag, since, self.session_id):
             kill_in_container(self.api, self.container_id, self.user, shell_pid, tag)
 
     # ---- framing ---------------------------------------------------------------------------------------------
