@@ -97,7 +97,7 @@ def ppo_loss(
         "behaviour_trunc_frac": fraction(truncated(log_beta, behaviour_cap), mask),
         **extra,
     }
-    return LossOutput(loss=loss, metrics=to_floats(metrics))
+    return LossOutput(loss=loss, metrics=to_floats(metrics), reductions={"ratio_max": "max"})
 
 
 def grpo_loss(
@@ -185,7 +185,7 @@ def gspo_loss(
         "behaviour_trunc_frac": fraction(truncated(log_beta, behaviour_cap), rows),
         **extra,
     }
-    return LossOutput(loss=loss, metrics=to_floats(metrics))
+    return LossOutput(loss=loss, metrics=to_floats(metrics), reductions={"ratio_max": "max"})
 
 
 def reinforce_loss(
@@ -252,4 +252,4 @@ def reinforce_loss(
         "adv_mean": masked_mean_max(adv, rows)[0],
         **extra,
     }
-    return LossOutput(loss=loss, metrics=to_floats(metrics))
+    return LossOutput(loss=loss, metrics=to_floats(metrics), reductions={"ratio_max": "max"})

@@ -219,4 +219,5 @@ def ipa_loss(
         "positive_frac": positive.float().mean() if rewards.numel() else 0.0,
         **extra,
     }
-    return LossOutput(loss=loss, metrics=to_floats(metrics))
+    return LossOutput(loss=loss, metrics=to_floats(metrics),
+                      reductions={"ratio_max": "max", "mismatch_ratio_max": "max"})

@@ -22,7 +22,8 @@ def sft_loss(logp: Tensor, loss_mask: Tensor, global_denominator: float | Tensor
     denominator = global_denominator if global_denominator is not None else count.clamp(min=1)
     loss = -logp32.sum() / denominator
     nll = -logp32.detach().sum() / count.clamp(min=1)
-    return LossOutput(loss=loss, metrics=to_floats({"loss": loss.detach(), "nll": nll, "num_tokens": count}))
+    return LossOutput(loss=loss, metrics=to_floats({"loss": loss.detach(), "nll": nll, "num_tokens": count}),
+                      reductions={"num_tokens": "sum"})
 
 
 def hybrid_loss(
@@ -53,4 +54,5 @@ def hybrid_loss(
     metrics = {"loss": float(loss.detach()), "il_loss": il.metrics["loss"], "rl_loss": rl.metrics["loss"]}
     metrics.update({f"rl_{k}": v for k, v in rl.metrics.items() if k != "loss"})
     metrics["il_num_tokens"] = il.metrics["num_tokens"]
-    return LossOutput(loss=loss, metrics=metrics)
+    reductions = {f"rl_{k}": v for k, v in rl.reductions.items()}
+    return LossOutput(loss=loss, metrics=metrics, reductions={**reductions, "il_num_tokens": "sum"})

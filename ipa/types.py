@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -30,10 +31,15 @@ class LossInputs:
     trajectory_chunks: Tensor | None = None  # [B] long
 
 
+Reduction = Literal["mean", "max", "min", "sum"]
+
+
 @dataclass
 class LossOutput:
     loss: Tensor  # scalar, to call .backward() on
     metrics: dict[str, float] = field(default_factory=dict)
+    # how a metric combines over micro-batches and ranks; a metric not listed: loss-token-weighted mean
+    reductions: dict[str, Reduction] = field(default_factory=dict)
 
 
 def to_floats(metrics: dict[str, Tensor | float]) -> dict[str, float]:

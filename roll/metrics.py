@@ -100,11 +100,16 @@ def _wandb_id(run_dir: Path) -> str:
     return marker.read_text().strip()
 
 
+def headline(metrics: dict[str, Any] | None, fields: Iterable[str]) -> str:
+    """`key=value` (3 significant digits) for each of `fields` that has a number in `metrics`."""
+    return "  ".join(f"{k}={metrics[k]:.3g}" for k in fields if metrics and isinstance(metrics.get(k), (int, float)))
+
+
 class Progress:
     """A rich progress bar with ETA over `total` steps, showing a few headline metrics; a no-op when disabled."""
 
     def __init__(self, total: int, description: str, enabled: bool = True, start: int = 0,
-                 fields: Iterable[str] = ("reward_mean", "success_rate", "loss")):
+                 fields: Iterable[str] = ("reward_mean", "success_rate", "loss"), console: Any = None):
         self.fields = tuple(fields)
         self._progress = None
         if enabled:
@@ -113,16 +118,15 @@ class Progress:
 
             self._progress = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                           TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                          TextColumn("{task.fields[info]}"), transient=False)
+                                          TextColumn("{task.fields[info]}"), transient=False,
+                                          console=console)
             self._task = self._progress.add_task(description, total=total, completed=start, info="")
             self._progress.start()
 
     def update(self, metrics: dict[str, Any] | None = None, advance: int = 1) -> None:
         if self._progress is None:
             return
-        info = "  ".join(f"{k}={metrics[k]:.3g}" for k in self.fields
-                         if metrics and isinstance(metrics.get(k), (int, float)))
-        self._progress.update(self._task, advance=advance, info=info)
+        self._progress.update(self._task, advance=advance, info=headline(metrics, self.fields))
 
     def close(self) -> None:
         if self._progress is not None:

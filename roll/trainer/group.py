@@ -19,10 +19,17 @@ from roll.trainer.actor import TrainerActor
 from roll.trainer.batch import MicroBatch
 
 
+_COMBINE = {"max": max, "min": min, "sum": lambda a, b: a + b}
+
+
 def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Combine per-rank update results: loss summed (each micro-batch loss is already a share of the global one),
-    diagnostics averaged with loss-token weights (`*max*` keys: max, `*min*` keys: min, `num_*` keys: summed)."""
+    every other metric by the reduction its loss declared (`LossOutput.reductions`: max, min or sum), else averaged
+    with loss-token weights."""
     merged: dict[str, float] = {"loss": sum(r["loss"] for r in results)}
+    reductions: dict[str, str] = {}
+    for result in results:
+        reductions.update(result.get("reductions", {}))
     weights: dict[str, float] = {}
     sums: dict[str, float] = {}
     for result in results:
@@ -30,15 +37,12 @@ def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:
             for key, value in metrics.items():
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     continue
-                if key.startswith("num_"):
-                    merged[key] = merged.get(key, 0.0) + value
-                elif "max" in key:
-                    merged[key] = max(merged.get(key, -math.inf), value)
-                elif "min" in key:
-                    merged[key] = min(merged.get(key, math.inf), value)
-                else:
+                reduction = reductions.get(key, "mean")
+                if reduction == "mean":
                     sums[key] = sums.get(key, 0.0) + n * value
                     weights[key] = weights.get(key, 0.0) + n
+                else:
+                    merged[key] = _COMBINE[reduction](merged[key], value) if key in merged else value
     for key, total in sums.items():
         if key != "loss":
             merged[key] = total / weights[key] if weights[key] else 0.0
