@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_IMAGE = "rock-default:0.1.0"
+KEEPALIVE_UID = 2147483646  # the keep-alive's own uid (see rock.sandbox)
 _MEMORY = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
 
 
@@ -41,6 +42,14 @@ class SandboxConfig(BaseModel):
         if not _MEMORY.match(value):
             raise ValueError(f"memory must look like 512m or 2g, got {value!r}")
         return value.lower()
+
+    @field_validator("user")
+    @classmethod
+    def _not_the_keepalive(cls, value: str) -> str:
+        if value.split(":")[0] == str(KEEPALIVE_UID):
+            raise ValueError(f"uid {KEEPALIVE_UID} is reserved for the sandbox's keep-alive, which the agent must "
+                             f"not be able to signal")
+        return value
 
     @field_validator("workdir")
     @classmethod

@@ -27,6 +27,16 @@ class CommandResult(BaseModel):
         return self.exit_code == 0 and not self.timed_out
 
 
+class SandboxDeath(BaseModel):
+    """The container stopped while the sandbox was in use (nothing the agent can do should cause this)."""
+
+    detected_at: float = Field(default_factory=time.time)
+    status: str = Field(description="the container's state: exited, dead, removed, ...")
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""
+
+
 class CommandRecord(BaseModel):
     """One command run in a sandbox, as the audit log keeps it."""
 

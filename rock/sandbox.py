@@ -11,17 +11,32 @@ from typing import Any
 import docker
 
 from rock.cgroups import CgroupStats, cgroup_procs, read_stats
-from rock.config import SandboxConfig
+from rock.config import KEEPALIVE_UID, SandboxConfig
 from rock.egress import SHIM, SHIM_PORT, SOCKET_DIR_IN_SANDBOX, EgressProxy
 from rock.engine import client as docker_client
 from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
-from rock.records import AuditLog, CommandRecord, CommandResult
-from rock.session import ShellSession
+from rock.records import AuditLog, CommandRecord, CommandResult, SandboxDeath
+from rock.session import SessionDied, ShellSession
 from rock.transfer import extract_to, path_tar, read_single_member, single_file_tar
+
+
+# The keep-alive (the container's init and its `sleep infinity`) runs under a uid of its own, that no agent runs
+# as: with every capability dropped, neither the agent's uid nor a root agent may signal it (kill(2) needs the same
+# uid or CAP_KILL), and an init is immune to SIGKILL from inside its pid namespace anyway.
+KEEPALIVE_USER = f"{KEEPALIVE_UID}:{KEEPALIVE_UID}"
 
 
 class SandboxError(RuntimeError):
     pass
+
+
+class SandboxDied(SandboxError):
+    """The sandbox's container stopped during use; `death` says how."""
+
+    def __init__(self, death: SandboxDeath) -> None:
+        super().__init__(f"sandbox container is {death.status} (exit code {death.exit_code}"
+                         f"{', OOM-killed' if death.oom_killed else ''}){': ' + death.error if death.error else ''}")
+        self.death = death
 
 
 class Sandbox:
@@ -43,6 +58,7 @@ class Sandbox:
         self.listeners: list[Any] = []  # objects with after_command(record) (telemetry monitors)
         self.running_commands = 0
         self.egress: EgressProxy | None = None
+        self.died: SandboxDeath | None = None  # set once the container is found stopped while in use
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     @property
@@ -61,8 +77,8 @@ class Sandbox:
             env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy)
         try:
             self.container = client.containers.create(
-                cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, hostname=self.name, detach=True, init=True, stdin_open=False, tty=False,
-                user=cfg.user, working_dir=cfg.workdir, environment=env,
+                cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, hostname=self.name, detach=True,
+                init=True, stdin_open=False, tty=False, user=KEEPALIVE_USER, working_dir=cfg.workdir, environment=env,
                 labels={**cfg.labels, **owner_labels()}, network_mode=cfg.network_mode,
                 cap_drop=["ALL"], cap_add=cfg.cap_add or None, security_opt=["no-new-privileges"],
                 privileged=False, pids_limit=cfg.pids_limit, mem_limit=cfg.memory, memswap_limit=cfg.memory,
@@ -148,6 +164,32 @@ class Sandbox:
                 self._session_locks[name] = threading.Lock()
             return session
 
+    def _session_or_death(self, name: str) -> ShellSession:
+        try:
+            return self.session(name)
+        except (SessionDied, docker.errors.APIError) as exc:
+            self._raise_if_dead(exc)
+            raise
+
+    def _raise_if_dead(self, cause: Exception) -> None:
+        death = self.check_alive(str(cause))
+        if death is not None:
+            raise SandboxDied(death) from cause
+
+    def check_alive(self, error: str = "") -> SandboxDeath | None:
+        """None while the container runs; else (and from then on) how it died. One Docker API call."""
+        if self.died is not None or self.container is None:
+            return self.died
+        try:
+            state = docker_client().api.inspect_container(self.container.id)["State"]
+        except docker.errors.NotFound:
+            state = {"Status": "removed"}
+        if state.get("Running"):  # paused counts as running: the killer pauses it for a moment
+            return None
+        self.died = SandboxDeath(status=state.get("Status", "unknown"), exit_code=state.get("ExitCode"),
+                                 oom_killed=bool(state.get("OOMKilled")), error=error)
+        return self.died
+
     def close_session(self, name: str) -> None:
         with self._lock:
             session = self._sessions.pop(name, None)
@@ -157,13 +199,16 @@ class Sandbox:
     def run(self, command: str, timeout: float | None = None, session: str = "default",
             tags: dict[str, Any] | None = None) -> CommandResult:
         """Run `command` in the named persistent bash session (created on first use)."""
-        shell = self.session(session)
+        shell = self._session_or_death(session)
         before = read_stats(self.container.id)
         started_at = time.time()
         with self._session_locks[session]:
             self.running_commands += 1
             try:
                 raw = shell.run(command, timeout or self.config.command_timeout)
+            except (SessionDied, docker.errors.APIError) as exc:
+                self._raise_if_dead(exc)
+                raise
             finally:
                 self.running_commands -= 1
         after = read_stats(self.container.id)
