@@ -1,19 +1,20 @@
 """Our grader against the official one (swebench 5.x, a dev dependency): on a corpus of real logs from our container
 runs (base, gold and wrong patches on the local set) and adversarial logs, `get_eval_report` and our
 `instance_report` must produce the same report (resolved flag, applied flag, infra flags, every test list); the log
-parsers must produce the same status maps; and random status maps must grade the same."""
+parsers must produce the same status maps; and random status maps must grade the same. swebench is imported
+outright: without it this module fails to collect (install the dev extra), it never skips."""
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import json
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-swebench_grading = pytest.importorskip("swebench.harness.grading")
 from swebench import types as swe_types
+from swebench.harness import grading as swebench_grading
 from swebench.harness.log_parsers import PARSER_REGISTRY
 
 from roll.swebench.grading import grade_tests, instance_report, resolution
@@ -116,3 +117,7 @@ def test_random_status_maps_grade_the_same(statuses: dict, f2p: list, p2p: list,
     ours = grade_tests(statuses, f2p, p2p, eval_type)
     assert ours == theirs
     assert resolution(ours).value == swebench_grading.get_resolution_status(theirs)
+
+
+def test_the_reference_is_the_pinned_major_version() -> None:
+    assert importlib.metadata.version("swebench").split(".")[0] == "5"  # pyproject's dev extra: swebench>=5,<6
