@@ -163,7 +163,7 @@ class TrainerActor:
             raise ValueError("train step with no micro-batches")
         started = time.perf_counter()
         self.engine.train()
-        loss_total, records, tokens = 0.0, [], 0
+        loss_total, records, tokens, reductions = 0.0, [], 0, {}
         for i, mb in enumerate(micro_batches):
             mb = mb.to(self.device)
             self.engine.set_gradient_accumulation_boundary(i == len(micro_batches) - 1)
@@ -174,10 +174,11 @@ class TrainerActor:
             n = mb.num_loss_tokens
             tokens += int(mb.attention_mask.sum())
             records.append((n, dict(out.metrics)))
+            reductions.update(out.reductions)
         self.engine.step()
         self.optimizer_steps += 1
         grad_norm = self.engine.get_global_grad_norm()
-        return {"loss": loss_total, "records": records, "grad_norm": None if grad_norm is None else float(grad_norm),
+        return {"loss": loss_total, "records": records, "reductions": reductions, "grad_norm": None if grad_norm is None else float(grad_norm),
                 "lr": float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.cfg.lr,
                 "tokens": tokens, "time_s": time.perf_counter() - started}
 
