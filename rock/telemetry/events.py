@@ -39,9 +39,13 @@ class Event(BaseModel):
     sandbox: str = ""
     session: str | None = None
     pid: int | None = None
-    source: str = "ebpf"  # ebpf | cgroup | census | files | proxy | poller
+    source: str = "ebpf"  # ebpf | cgroup | census | files | proxy | poller | command
+    sources: list[str] = Field(default_factory=list, description="every source that saw it (one event per rule and "
+                                                                 "command, however many times it fired)")
     command_record: int | None = None
     turn: int | None = None
+    background: bool = Field(False, description="done by a process the command left behind (it did not happen "
+                                                "while its command ran): command_record and turn are its origin")
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -49,8 +53,11 @@ def make_event(category: str, rule: str, message: str, severity: Severity | None
     if category not in CATEGORIES:
         raise ValueError(f"unknown event category {category!r}; known: {', '.join(CATEGORIES)}")
     risk_class, default_severity = CATEGORIES[category]
-    return Event(category=category, severity=severity or default_severity, risk_class=risk_class, rule=rule,
-                 message=message, **fields)
+    event = Event(category=category, severity=severity or default_severity, risk_class=risk_class, rule=rule,
+                  message=message, **fields)
+    if not event.sources:
+        event.sources = [event.source]
+    return event
 
 
 class Observation(BaseModel):
@@ -61,6 +68,7 @@ class Observation(BaseModel):
     sandbox: str
     pid: int | None = None
     ppid: int | None = None
+    start_time: float | None = None  # the process's start (wall clock), where the source knows it
     uid: int | None = None
     comm: str = ""
     argv: list[str] = Field(default_factory=list)

@@ -24,5 +24,5 @@ def test_without_ebpf_the_poller_still_sees_long_lived_behaviour_and_says_it_is_
             events = monitor.poll(final=True)
         finally:
             monitor.stop()
-    mining = [e for e in events if e.category == "compute.mining" and e.source == "poller"]
+    mining = [e for e in events if e.category == "compute.mining" and "poller" in e.sources]
     assert mining and mining[0].turn == 2

