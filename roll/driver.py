@@ -18,7 +18,7 @@ from roll.config.schema import RootConfig
 from roll.metrics import MetricsLogger, Progress
 from roll.run_state import TrajectoryStore, restore_scheduler, scheduler_state
 from roll.tasks.corpus import resolve_model_path
-from roll.trainer.batch import samples_from_trajectories
+from roll.trainer.batch import build_samples
 from roll.trainer.checkpoint import CheckpointManager, load_driver_state, resolve_resume
 from roll.trainer.update import attach, mismatch_stats, prepare, run_update
 
@@ -96,8 +96,9 @@ class RLDriver:
         times["rollout_s"] = time.perf_counter() - started
 
         trajectories, filtered_groups = self.select(batch)
-        samples = samples_from_trajectories(trajectories, error_masking=algo.error_masking,
-                                            max_seq_len=cfg.trainer.max_seq_len)  # chunks = turns of the record
+        built = build_samples(trajectories, error_masking=algo.error_masking, max_seq_len=cfg.trainer.max_seq_len,
+                              truncation=cfg.trainer.truncation)  # chunks = turns of the record
+        samples = built.samples
         train: dict[str, Any] = {}
         if samples:
             update = prepare(samples, algo, cfg.trainer, self.pad_id)  # masks, chunk ids, micro-batches
@@ -118,6 +119,7 @@ class RLDriver:
         sync = self.trainer.push_weights(self.engines.actors, self.version)  # in memory, version-tagged
 
         metrics = self.step_metrics(batch, train, times, sync, samples, filtered_groups)
+        metrics.update(built.stats)  # truncated_frac
         metrics["step_s"] = time.perf_counter() - started
         metrics["prev_checkpoint_s"] = self._checkpoint_s  # (this step's checkpoint is written after the log line)
         self.logger.log(step, metrics)

@@ -35,6 +35,9 @@ class TrainerConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     max_tokens_per_microbatch: int = Field(8192, ge=1, description="padded tokens (rows x longest row) per micro-batch")
     max_seq_len: int | None = Field(None, ge=2, description="longer training sequences are cut (their tail dropped)")
+    truncation: Literal["drop_sample", "keep", "zero_reward"] = Field(
+        "drop_sample", description="RL sequences over max_seq_len: not trained on (drop_sample), head trained "
+                                   "(keep), or head trained with reward 0 (zero_reward); counted in truncated_frac")
     mini_batches: int = Field(1, ge=1, description="optimizer updates per rollout batch (PPO-style mini-batches)")
     epochs: int = Field(1, ge=1, description="passes over each rollout batch")
     num_cpus_per_actor: float = Field(0.01, ge=0, description="Ray CPU resource per trainer actor")

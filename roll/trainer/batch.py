@@ -1,8 +1,11 @@
 """Trajectories -> training samples -> padded micro-batches, planned over data-parallel ranks and mini-batches.
 
 A *sample* is one token sequence of a trajectory (`iflow.trajectory.training_sequences`: a trajectory whose context
-was rewritten mid-episode gives several). Its assistant tokens carry their turn index, which becomes the chunk id of
-`ipa.chunk_index`; prompt and observation tokens carry -1.
+was rewritten mid-episode gives several). Its assistant tokens carry their turn index and their chunk id: the
+index of their turn among the trajectory's turns (global over the pieces of a forked trajectory, and counting the
+turns that error masking leaves out of the loss), so that Eq. 7 discounts over the whole trajectory, only its last
+chunk gets R, and every group statistic counts the trajectory once (`ipa.trajectories`). Prompt and observation
+tokens carry -1. The pieces of one trajectory always share a micro-batch.
 
 Micro-batches are packed by padded token count (rows x longest row <= budget). Every rank must run the same number
 of forward/backward passes per optimizer step (ZeRO reduces gradients collectively), so the plan splits or pads
@@ -17,6 +20,13 @@ import torch
 from torch import Tensor
 
 from iflow.trajectory import Trajectory, training_sequences
+from ipa import LossInputs, chunk_index
+
+# What happens to a training sequence longer than trainer.max_seq_len (its tail is cut in every mode but the first):
+#   drop_sample  not trained on at all (the cut piece's chunks would be credited with an outcome they did not reach)
+#   keep         its head is trained; returns still discount over the whole trajectory's chunks
+#   zero_reward  its head is trained with the trajectory's reward (and per-step rewards) set to 0
+TRUNCATION_MODES = ("drop_sample", "keep", "zero_reward")
 
 
 @dataclass
@@ -28,7 +38,10 @@ class Sample:
     reward: float = 0.0
     group: int = 0
     trajectory: int = 0
-    chunk_rewards: list[float] | None = None
+    chunk_rewards: list[float] | None = None  # r_k of the trajectory's chunks, indexed by chunk id
+    chunk_ids: list[int] | None = None  # the trajectory's chunk index of each token (None: from turn_ids)
+    trajectory_chunks: int | None = None  # K of the whole trajectory (None: the chunks in this sample)
+    truncated: bool = False
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -38,31 +51,71 @@ class Sample:
         return sum(self.loss_mask)
 
 
-def samples_from_trajectories(
-    trajectories: Sequence[Trajectory], *, error_masking: bool, max_seq_len: int | None = None
-) -> list[Sample]:
-    """One sample per training sequence. `error_masking` drops turns with train_mask=0 from the loss.
+@dataclass
+class SampleSet:
+    samples: list[Sample]
+    stats: dict[str, float]  # truncated_frac: share of the training sequences cut at max_seq_len
+
+
+def _trajectory_chunk_rewards(trajectory: Trajectory, chunk_of_turn: dict[int, int]) -> list[float] | None:
+    """Per-chunk rewards r_k when any turn has one; the trajectory's final reward R is added to r_K (Eq. 7)."""
+    turns = [turn for turn in trajectory.turns if turn.index in chunk_of_turn]
+    if not any(turn.reward is not None for turn in turns):
+        return None
+    rewards = [0.0] * len(chunk_of_turn)
+    for turn in turns:
+        rewards[chunk_of_turn[turn.index]] += float(turn.reward or 0.0)
+    rewards[-1] += float(trajectory.reward or 0.0)
+    return rewards
+
+
+def build_samples(
+    trajectories: Sequence[Trajectory], *, error_masking: bool, max_seq_len: int | None = None,
+    truncation: str = "keep",
+) -> SampleSet:
+    """One sample per training sequence, and how many were cut. `error_masking` drops turns with train_mask=0 from
+    the loss (they stay chunks: K and the discounting count them). `truncation` is one of TRUNCATION_MODES.
 
     Group ids are dense ints in order of first appearance of `group_id` (falling back to `task_id`); trajectory
-    rewards of None count as 0. Per-turn rewards become `chunk_rewards` (in chunk order) when any turn has one."""
+    rewards of None count as 0. Per-turn rewards become `chunk_rewards` (by chunk id) when any turn has one."""
+    if truncation not in TRUNCATION_MODES:
+        raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
     groups: dict[str, int] = {}
     samples: list[Sample] = []
+    sequences = cut = 0
     for t_index, trajectory in enumerate(trajectories):
         key = trajectory.group_id if trajectory.group_id is not None else trajectory.task_id or trajectory.id
         group = groups.setdefault(key, len(groups))
-        turn_rewards = {turn.index: turn.reward for turn in trajectory.turns}
+        chunk_of_turn = {turn.index: k for k, turn in enumerate(t for t in trajectory.turns if t.completion_ids)}
+        reward, chunk_rewards = float(trajectory.reward or 0.0), _trajectory_chunk_rewards(trajectory, chunk_of_turn)
+        pieces = []
         for seq in training_sequences(trajectory):
             mask = [int(m and t >= 0) if error_masking else int(t >= 0) for m, t in zip(seq.train_mask, seq.turn_ids)]
             ids, turn_ids, logps = seq.input_ids, seq.turn_ids, seq.engine_logprobs
-            if max_seq_len is not None and len(ids) > max_seq_len:
+            sequences += 1
+            truncated = max_seq_len is not None and len(ids) > max_seq_len
+            if truncated:
+                cut += 1
                 ids, turn_ids, logps, mask = (x[:max_seq_len] for x in (ids, turn_ids, logps, mask))
-            present = sorted({t for t in turn_ids if t >= 0})
-            chunk_rewards = None
-            if any(turn_rewards.get(t) is not None for t in present):
-                chunk_rewards = [float(turn_rewards.get(t) or 0.0) for t in present]
-            samples.append(Sample(list(ids), list(turn_ids), list(logps), mask, float(trajectory.reward or 0.0),
-                                  group, t_index, chunk_rewards))
-    return samples
+            chunk_ids = [chunk_of_turn[t] if t >= 0 else -1 for t in turn_ids]
+            pieces.append(Sample(list(ids), list(turn_ids), list(logps), mask, reward, group, t_index,
+                                 chunk_rewards, chunk_ids, len(chunk_of_turn), truncated))
+        if truncation == "drop_sample":
+            pieces = [p for p in pieces if not p.truncated]
+        elif truncation == "zero_reward" and any(p.truncated for p in pieces):
+            pieces = [replace(p, reward=0.0, chunk_rewards=None if p.chunk_rewards is None else
+                              [0.0] * len(p.chunk_rewards)) for p in pieces]
+        samples.extend(pieces)
+    return SampleSet(samples, {"truncated_frac": cut / sequences if sequences else 0.0})
+
+
+def samples_from_trajectories(
+    trajectories: Sequence[Trajectory], *, error_masking: bool, max_seq_len: int | None = None,
+    truncation: str = "keep",
+) -> list[Sample]:
+    """The samples of `build_samples`, without its statistics."""
+    return build_samples(trajectories, error_masking=error_masking, max_seq_len=max_seq_len,
+                         truncation=truncation).samples
 
 
 @dataclass
@@ -77,6 +130,9 @@ class MicroBatch:
     rewards: Tensor  # [B] float32
     group_ids: Tensor  # [B] long
     sample_index: Tensor  # [B] long
+    chunk_ids: Tensor  # [B,T] long: the trajectory's chunk index of each assistant token, -1 elsewhere
+    trajectory_ids: Tensor  # [B] long: rows of one (forked) trajectory share it
+    trajectory_chunks: Tensor  # [B] long: K of each row's whole trajectory
     chunk_rewards: Tensor | None = None  # [B,K] float32
     old_logp: Tensor | None = None  # [B,T] filled by the old-log-prob pass
     ref_logp: Tensor | None = None  # [B,T] filled by the reference model
@@ -90,6 +146,16 @@ class MicroBatch:
     @property
     def num_sequences(self) -> int:
         return int(self.loss_mask.any(dim=1).sum())
+
+    def loss_inputs(self, logp: Tensor, entropy: Tensor | None = None) -> LossInputs:
+        """What `ipa.compute_loss` needs, with π_θ's log-probs `logp`. Without recomputed old log-probs the engine's
+        stand in for π_old (then μ = π_old and the behaviour weight is 1)."""
+        return LossInputs(
+            logp=logp, old_logp=self.old_logp if self.old_logp is not None else self.engine_logp,
+            engine_logp=self.engine_logp, assistant_mask=self.loss_mask, chunk_ids=self.chunk_ids,
+            rewards=self.rewards, group_ids=self.group_ids, chunk_rewards=self.chunk_rewards, ref_logp=self.ref_logp,
+            entropy=entropy, advantages=self.advantages, trajectory_ids=self.trajectory_ids,
+            trajectory_chunks=self.trajectory_chunks)
 
     def to(self, device: torch.device | str) -> MicroBatch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -106,6 +172,7 @@ def collate(samples: Sequence[Sample], indices: Sequence[int], pad_id: int, dumm
     attention = torch.zeros((B, T), dtype=torch.long)
     loss_mask = torch.zeros((B, T), dtype=torch.bool)
     turn_ids = torch.full((B, T), -1, dtype=torch.long)
+    chunk_ids = torch.full((B, T), -1, dtype=torch.long)
     engine_logp = torch.zeros((B, T), dtype=torch.float32)
     for b, row in enumerate(rows):
         n = len(row)
@@ -114,21 +181,30 @@ def collate(samples: Sequence[Sample], indices: Sequence[int], pad_id: int, dumm
         loss_mask[b, :n] = torch.tensor(row.loss_mask, dtype=torch.bool)
         turn_ids[b, :n] = torch.tensor(row.turn_ids, dtype=torch.long)
         engine_logp[b, :n] = torch.tensor(row.engine_logprobs, dtype=torch.float32)
+        if row.chunk_ids is not None:
+            chunk_ids[b, :n] = torch.tensor(row.chunk_ids, dtype=torch.long)
+        else:  # a hand-built sample: its turns are its chunks
+            chunk_ids[b, :n] = chunk_index(turn_ids[b: b + 1, :n] >= 0, turn_ids[b: b + 1, :n])[0]
+    counts = [r.trajectory_chunks if r.trajectory_chunks is not None else int(chunk_ids[b].max()) + 1
+              for b, r in enumerate(rows)]
     if dummy:
         loss_mask.zero_()
     chunk_rewards = None
     if any(r.chunk_rewards is not None for r in rows):
-        K = max(len(r.chunk_rewards or []) for r in rows)
+        K = max(max(len(r.chunk_rewards or []) for r in rows), max(counts))
         chunk_rewards = torch.zeros((B, K), dtype=torch.float32)
         for b, row in enumerate(rows):
-            if row.chunk_rewards:
+            if row.chunk_rewards is not None:
                 chunk_rewards[b, : len(row.chunk_rewards)] = torch.tensor(row.chunk_rewards)
+            elif counts[b] > 0:  # rewarded only at its end, beside rows with per-step rewards
+                chunk_rewards[b, counts[b] - 1] = row.reward
     return MicroBatch(
         input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask, turn_ids=turn_ids,
         engine_logp=engine_logp, rewards=torch.tensor([r.reward for r in rows], dtype=torch.float32),
         group_ids=torch.tensor([r.group for r in rows], dtype=torch.long),
         sample_index=torch.tensor([-1 if dummy else i for i in indices], dtype=torch.long),
-        chunk_rewards=chunk_rewards,
+        chunk_ids=chunk_ids, trajectory_ids=torch.tensor([r.trajectory for r in rows], dtype=torch.long),
+        trajectory_chunks=torch.tensor(counts, dtype=torch.long), chunk_rewards=chunk_rewards,
     )
 
 
@@ -189,22 +265,22 @@ def assign_to_ranks(bins: list[list[list[int]]], lengths: Sequence[int], world_s
 
 
 def group_units(samples: Sequence[Sample], indices: Sequence[int], keep_groups: bool) -> list[list[int]]:
-    if not keep_groups:
-        return [[i] for i in indices]
-    by_group: dict[int, list[int]] = {}
+    """Indices that must share a micro-batch: a whole group with `keep_groups`, else a whole trajectory (the
+    pieces of a forked trajectory are normalised together inside the loss)."""
+    units: dict[int, list[int]] = {}
     for i in indices:
-        by_group.setdefault(samples[i].group, []).append(i)
-    return list(by_group.values())
+        units.setdefault(samples[i].group if keep_groups else samples[i].trajectory, []).append(i)
+    return list(units.values())
 
 
 def split_mini_batches(samples: Sequence[Sample], mini_batches: int) -> list[list[int]]:
     """Sample indices in `mini_batches` pieces of near-equal size; samples of one group stay together when the
-    number of groups allows it."""
+    number of groups allows it, those of one trajectory always."""
     units = group_units(samples, range(len(samples)), True)
     if len(units) < mini_batches:
-        units = [[i] for i in range(len(samples))]
+        units = group_units(samples, range(len(samples)), False)
     if len(units) < mini_batches:
-        raise ValueError(f"{len(samples)} samples cannot fill {mini_batches} mini-batches")
+        raise ValueError(f"{len(units)} trajectories cannot fill {mini_batches} mini-batches")
     pieces: list[list[int]] = [[] for _ in range(mini_batches)]
     for k, unit in enumerate(units):
         pieces[k * mini_batches // len(units)].extend(unit)

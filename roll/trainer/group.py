@@ -15,7 +15,9 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from roll.config.training import TrainerConfig
+from roll.engines.config import WeightSyncConfig
 from roll.trainer.actor import TrainerActor
+from roll.trainer.collective_sync import CollectiveWeightSync
 from roll.trainer.batch import MicroBatch
 
 
@@ -74,6 +76,7 @@ class TrainerGroup:
         addr, port = ray.get(self.actors[0].rendezvous.remote())
         self.info = ray.get([actor.setup.remote(addr, port) for actor in self.actors])
         self.setup_s = time.perf_counter() - started
+        self._collective: CollectiveWeightSync | None = None
 
     # ---- fan-out helpers ---------------------------------------------------------------------------------------
     def _all(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
@@ -103,7 +106,8 @@ class TrainerGroup:
         """Log-probs of tokens 1..n-1 of each token sequence under the current weights (the engines' convention)."""
         from roll.trainer.batch import Sample, plan
 
-        samples = [Sample(list(s), [-1] * len(s), [0.0] * len(s), [0] * len(s)) for s in sequences]
+        samples = [Sample(list(s), [-1] * len(s), [0.0] * len(s), [0] * len(s), trajectory=i)
+                   for i, s in enumerate(sequences)]
         layout = plan(samples, pad_id=pad_id, max_tokens=self.cfg.max_tokens_per_microbatch,
                       world_size=self.world_size)
         out: list[list[float]] = [[] for _ in sequences]
@@ -122,10 +126,17 @@ class TrainerGroup:
     def sft_step(self, mini: Sequence[Sequence[MicroBatch]], denominator: float) -> dict[str, float]:
         return merge_loss_metrics(self._sharded("sft_step", mini, denominator))
 
-    def push_weights(self, engines: list[Any], version: int, bucket_bytes: int = 1 << 30) -> dict[str, float]:
-        """Weights -> every engine in memory, version-tagged (see TrainerActor.push_weights); timed."""
+    def push_weights(self, engines: list[Any], version: int, bucket_bytes: int = 1 << 30,
+                     sync: WeightSyncConfig | None = None) -> dict[str, float]:
+        """Weights -> every engine in memory, version-tagged: through the Ray object store (TrainerActor.push_weights)
+        or, with `sync.method: collective`, a torch.distributed broadcast (roll/trainer/collective_sync.py); timed."""
         started = time.perf_counter()
-        answers = self._all("push_weights", engines, version, bucket_bytes)
+        if sync is not None and sync.method == "collective":
+            if self._collective is None or not self._collective.serves(engines):
+                self._collective = CollectiveWeightSync(self.actors, engines, sync.master_addr, sync.timeout_s)
+            answers = [self._collective.push(version, sync.bucket_bytes)]
+        else:
+            answers = self._all("push_weights", engines, version, sync.bucket_bytes if sync else bucket_bytes)
         return {"sync_s": time.perf_counter() - started, "sync_gather_s": max(a["gather_s"] for a in answers),
                 "sync_push_s": answers[0]["push_s"], "sync_bytes": answers[0]["bytes"]}
 

@@ -71,13 +71,15 @@ def prepare(samples: Sequence[Sample], algo: AlgorithmConfig, trainer: TrainerCo
     result = plan(samples, pad_id=pad_id, max_tokens=trainer.max_tokens_per_microbatch, world_size=trainer.world_size,
                   mini_batches=trainer.mini_batches, keep_groups=groups_inside_loss(algo))
     agg = aggregation(algo)
-    denominators = [float(sum(ipa.local_denominator(mb.loss_mask, agg) for rank in mini for mb in rank))
-                    for mini in result]
+    # A forked trajectory's pieces share a micro-batch (batch.group_units), so each counts it once here too.
+    denominators = [float(sum(ipa.local_denominator(mb.loss_mask, agg, mb.trajectory_ids)
+                              for rank in mini for mb in rank)) for mini in result]
     if algo.name == "ppo":
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
         groups = torch.tensor([s.group for s in samples], dtype=torch.long)
+        trajectories = torch.tensor([s.trajectory for s in samples], dtype=torch.long)
         norm = algo.params.get("norm_adv_by_std", True)
-        advantages = ipa.group_advantages(rewards, groups, norm_by_std=norm)
+        advantages = ipa.group_advantages(rewards, groups, norm_by_std=norm, trajectory_ids=trajectories)
         for mini in result:
             for rank in mini:
                 for mb in rank:

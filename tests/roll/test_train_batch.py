@@ -47,7 +47,7 @@ def test_samples_carry_turns_masks_rewards_and_groups() -> None:
 def test_chunk_rewards_follow_chunk_order() -> None:
     traj = _trajectory("a", "g", 1.0, [1, 1, 1], turn_rewards=[0.1, None, 0.3])
     (sample,) = samples_from_trajectories([traj], error_masking=False)
-    assert sample.chunk_rewards == [0.1, 0.0, 0.3]
+    assert sample.chunk_rewards == [0.1, 0.0, 1.3]  # the final reward R = 1 lands on r_K (Eq. 7)
     mb = collate([sample], [0], pad_id=0)
     chunks = chunk_index(mb.loss_mask, mb.turn_ids)
     assert int(chunks.max()) + 1 == mb.chunk_rewards.shape[1] == 3
