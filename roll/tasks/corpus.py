@@ -18,6 +18,7 @@ from iflow.tools import ToolRegistry
 from iflow.trajectory import ToolCall
 from roll.models.chat_template import CHAT_TEMPLATE
 from roll.models.config import ModelConfig
+from roll.models.smollm2 import ensure_smollm2
 from roll.models.tiny import ensure_tiny_model
 from roll.tasks.expert import completion_text, expert_calls
 from roll.tasks.secret_word import SecretWordOptions, make_task
@@ -131,5 +132,10 @@ def task_tiny_model(path: str | Path | None = None, **overrides: Any) -> Path:
 
 
 def resolve_model_path(model: ModelConfig) -> Path:
-    """The checkpoint directory of the `model` section, building the task family's tiny model when `path` is null."""
-    return Path(model.path) if model.path is not None else task_tiny_model(**model.tiny)
+    """The checkpoint directory of the `model` section: its `path`, else the built-in model it names (converted or
+    built once, then cached)."""
+    if model.path is not None:
+        return Path(model.path)
+    if model.builtin == "smollm2":
+        return ensure_smollm2()
+    return task_tiny_model(**model.tiny)
