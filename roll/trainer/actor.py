@@ -138,15 +138,10 @@ class TrainerActor:
 
         Each micro-batch loss is normalised by `denominator`, the global batch's (all ranks, all micro-batches), so
         the summed gradient is the global batch's; DeepSpeed averages over ranks, hence the factor world_size."""
-        from ipa import LossInputs, chunk_index, compute_loss
+        from ipa import compute_loss
 
         def loss_fn(mb: MicroBatch, logp, entropy):
-            inputs = LossInputs(
-                logp=logp, old_logp=mb.old_logp if mb.old_logp is not None else mb.engine_logp,
-                engine_logp=mb.engine_logp, assistant_mask=mb.loss_mask,
-                chunk_ids=chunk_index(mb.loss_mask, mb.turn_ids), rewards=mb.rewards, group_ids=mb.group_ids,
-                chunk_rewards=mb.chunk_rewards, ref_logp=mb.ref_logp, entropy=entropy, advantages=mb.advantages)
-            return compute_loss(algorithm, inputs, global_denominator=denominator, **params)
+            return compute_loss(algorithm, mb.loss_inputs(logp, entropy), global_denominator=denominator, **params)
 
         return self._update(micro_batches, loss_fn, with_entropy)
 
