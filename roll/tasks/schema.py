@@ -19,8 +19,11 @@ class Verifier(BaseModel):
     command: str | None = Field(None, description="shell command run in the sandbox after the episode")
     function: str | None = Field(None, description="'module:function', async (task, sandbox) -> (reward, info)")
     reward: Literal["exit_code", "stdout_float"] = Field(
-        "exit_code", description="exit_code: 0 -> 1.0, 1 -> 0.0, anything else unreliable; "
+        "exit_code", description="exit_code: 0 -> 1.0, 1 -> 0.0, anything else see other_exit_codes; "
                                  "stdout_float: the last output line is the reward")
+    other_exit_codes: Literal["failure", "verifier_error"] = Field(
+        "failure", description="reward=exit_code and the code is not 0 or 1 (a crashed or malformed answer, e.g. "
+                               "pytest's 2-5): score 0.0, or count it as a verifier_error (filtered)")
     timeout: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")

@@ -97,10 +97,10 @@ async def verify(task: TaskRecord, sandbox: Any) -> VerifyResult:
     if result.timed_out:
         raise EnvironmentFailure("verifier_error", f"verifier timed out after {spec.timeout:g}s")
     if spec.reward == "exit_code":
-        if result.exit_code not in (0, 1):
+        if result.exit_code not in (0, 1) and spec.other_exit_codes == "verifier_error":
             raise EnvironmentFailure("verifier_error", f"verifier exit code {result.exit_code} (expected 0 or 1): "
                                                        f"{result.output[-300:].strip()}")
-        return VerifyResult(1.0 if result.exit_code == 0 else 0.0, info)
+        return VerifyResult(1.0 if result.exit_code == 0 else 0.0, info)  # any code but 0 is a failure
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     try:
         return VerifyResult(float(lines[-1]), info)

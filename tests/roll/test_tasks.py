@@ -86,8 +86,11 @@ async def test_setup_and_verifier_in_a_sandbox(sandbox_image: str) -> None:
         await sandbox.run("echo wrongword > answer.txt", timeout=10)
         assert (await verify(task, sandbox)).reward == 0.0
         crashing = task.model_copy(update={"verifier": Verifier(command="exit 3")})
+        verdict = await verify(crashing, sandbox)  # e.g. pytest 2-5: the answer broke the tests, a failure
+        assert verdict.reward == 0.0 and verdict.info["exit_code"] == 3
+        opted = task.model_copy(update={"verifier": Verifier(command="exit 3", other_exit_codes="verifier_error")})
         with pytest.raises(EnvironmentFailure) as failure:
-            await verify(crashing, sandbox)
+            await verify(opted, sandbox)
         assert failure.value.kind == "verifier_error"
         scored = task.model_copy(update={"verifier": Verifier(command="echo progress; echo 0.25",
                                                               reward="stdout_float")})
