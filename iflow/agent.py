@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from iflow.backends.base import as_backend
+from iflow.backends.rock_backend import as_backend
 from iflow.config import AgentConfig
 from iflow.context import ContextManager, ContextOverflow, Exchange
 from iflow.observer import AgentObserver
@@ -231,7 +231,8 @@ class Agent:
     async def _approval(self, call: ToolCall) -> str | None:
         """None when the call may run; else the observation explaining why it did not."""
         mode = self.config.approval_mode
-        if mode == "yolo" or self.registry.is_read_only(call) or (mode == "auto-edit" and call.name != "bash"):
+        if mode == "yolo" or self.registry.is_read_only(call, self.backend) or \
+                (mode == "auto-edit" and call.name != "bash"):
             return None
         if self.approver is None:
             return f"{call.name} needs the user's approval in {mode} mode, and no one can approve it; not run."

@@ -16,7 +16,7 @@ from iflow.config import AgentConfig, ContextConfig
 from iflow.policy import OpenAIChatPolicy, PolicyAuthError, PolicyConnectionError, PolicyError, SamplingParams
 from iflow.sessions import SessionStore
 from iflow.settings import iflow_home, resolve_settings
-from iflow.tools.base import ToolContext
+from iflow.tools.base import ToolContext, ToolError
 from iflow.tools.shell import workspace_diff
 from iflow.trajectory import Trajectory
 from iflow.ui import TerminalUI
@@ -202,7 +202,11 @@ async def _offer_diff(agent: Agent, trajectory: Trajectory, store: SessionStore,
                       ui: TerminalUI, workspace: Path, one_shot: bool) -> None:
     from iflow.workspace import apply_patch, commit_baseline
 
-    diff = await workspace_diff(ToolContext(agent.backend))
+    try:
+        diff = await workspace_diff(ToolContext(agent.backend))
+    except ToolError as exc:
+        console.print(f"[red]no diff to apply: {exc}[/red]")
+        return
     if not diff:
         return
     patch_path = store.directory / f"{trajectory.id}.patch"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticSerializationError
 
 
 class ToolCall(BaseModel):
@@ -65,7 +66,12 @@ class Trajectory(BaseModel):
         return [*self.events, *(e for turn in self.turns for e in turn.events)]
 
     def to_jsonl(self) -> str:
-        return self.model_dump_json()
+        """One JSON line. Text that is not valid Unicode (a lone surrogate from a model's `"\\ud800"` escape) is
+        written as JSON escapes, which load back to the same string."""
+        try:
+            return self.model_dump_json()
+        except PydanticSerializationError:
+            return json.dumps(self.model_dump(mode="json"), ensure_ascii=True)
 
 
 class TrainingSequence(BaseModel):

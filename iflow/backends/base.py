@@ -6,6 +6,10 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from rock.records import AuditLog, CommandResult
+from rock.transfer import FileTooLarge
+
+READ_LIMIT_BYTES = 16 * 1024 * 1024   # a file a tool reads (a backend's default cap)
+WRITE_LIMIT_BYTES = 16 * 1024 * 1024  # a file a tool writes
 
 DEFAULT_SESSION = "default"   # the model's bash session: cd / export persist across turns
 TOOLS_SESSION = "iflow-tools"  # internal helper commands (search, listings, diffs) never disturb the model's shell
@@ -19,17 +23,12 @@ class ToolsBackend(Protocol):
     async def run(self, command: str, timeout: float | None = None, session: str = DEFAULT_SESSION) -> CommandResult:
         ...
 
-    async def read_file(self, path: str) -> bytes: ...
+    async def read_file(self, path: str, limit: int = READ_LIMIT_BYTES) -> bytes:
+        """The file's bytes; FileTooLarge (before reading) when it has more than `limit`."""
+        ...
 
     async def write_file(self, path: str, data: bytes | str) -> None: ...
 
 
-def as_backend(tools: object) -> ToolsBackend:
-    """Accept a backend, or a bare `rock.AsyncSandbox` (wrapped in a `RockBackend`)."""
-    if isinstance(tools, ToolsBackend):
-        return tools
-    if all(hasattr(tools, name) for name in ("run", "read_file", "write_file", "audit", "config")):
-        from iflow.backends.rock_backend import RockBackend
-
-        return RockBackend(tools)  # type: ignore[arg-type]
-    raise TypeError(f"not a tools backend: {type(tools).__name__} (expected a ToolsBackend or a rock.AsyncSandbox)")
+__all__ = ["DEFAULT_SESSION", "FileTooLarge", "READ_LIMIT_BYTES", "TOOLS_SESSION", "ToolsBackend",
+           "WRITE_LIMIT_BYTES"]

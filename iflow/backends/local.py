@@ -1,13 +1,15 @@
-"""Tools in the user's own directory (`--sandbox none`): persistent local bash sessions and direct file access.
+"""Tools in the user's own directory (`--sandbox none`): persistent local bash sessions and direct file access
+(capped; `outside_workspace` tells the agent which paths need the user's approval even for reading).
 Commands are recorded in a `rock.records.AuditLog` exactly as a ROCK sandbox records them."""
 from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
 from pathlib import Path
 
-from iflow.backends.base import DEFAULT_SESSION
+from iflow.backends.base import DEFAULT_SESSION, READ_LIMIT_BYTES, WRITE_LIMIT_BYTES, FileTooLarge
 from iflow.backends.local_shell import LocalShell
 from rock.records import AuditLog, CommandRecord, CommandResult
 
@@ -64,12 +66,34 @@ class LocalBackend:
     def _resolve(self, path: str) -> Path:
         return Path(path) if os.path.isabs(path) else Path(self.workdir) / path
 
-    async def read_file(self, path: str) -> bytes:
-        return await asyncio.to_thread(self._resolve(path).read_bytes)
+    def outside_workspace(self, path: str) -> bool:
+        """Whether `path` (symbolic links resolved) lies outside the workspace."""
+        real = os.path.realpath(self._resolve(path))
+        return os.path.commonpath([real, self.workdir]) != self.workdir
+
+    async def read_file(self, path: str, limit: int = READ_LIMIT_BYTES) -> bytes:
+        target = self._resolve(path)
+
+        def read() -> bytes:
+            descriptor = os.open(target, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: a FIFO must not hang us
+            with os.fdopen(descriptor, "rb") as handle:
+                info = os.fstat(descriptor)
+                if not stat.S_ISREG(info.st_mode):
+                    raise IsADirectoryError(f"{path} is not a regular file")
+                if info.st_size > limit:
+                    raise FileTooLarge(str(path), info.st_size, limit)
+                data = handle.read(limit + 1)
+            if len(data) > limit:
+                raise FileTooLarge(str(path), None, limit)
+            return data
+
+        return await asyncio.to_thread(read)
 
     async def write_file(self, path: str, data: bytes | str) -> None:
         target = self._resolve(path)
         payload = data.encode() if isinstance(data, str) else data
+        if len(payload) > WRITE_LIMIT_BYTES:
+            raise FileTooLarge(str(path), len(payload), WRITE_LIMIT_BYTES)
 
         def write() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)

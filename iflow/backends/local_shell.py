@@ -1,26 +1,50 @@
-"""A persistent local bash session (`--sandbox none`): one `bash` child process, commands framed by an end marker.
+"""A persistent local bash session (`--sandbox none`): one `bash` child process, spoken to with rock's framing
+protocol (`rock.framing`: each command eval-ed by the runner function with stdin from /dev/null, then an end marker
+with a per-command nonce, the exit status and the working directory).
 
-Each command is `eval`-ed by the session shell with stdin from /dev/null (so it cannot swallow the framing), and the
-marker line carries a per-command nonce, the exit status and the working directory. On timeout every descendant of
-the shell is killed; if the shell itself does not answer, it is replaced by a fresh one in the last directory.
-The shell is a plain `subprocess.Popen` read in a worker thread, so it is bound to no event loop.
+The shell gets the user's environment minus credentials (API keys, tokens, cloud secrets: the model's commands
+have no business with them). On timeout the shell is told to abandon the command (SIGUSR1) and everything the
+command started is killed (`local_kill`: the process tree and what escaped it with `setsid`); if the shell itself
+does not answer, it is replaced by a fresh one in the last directory. The shell is a plain `subprocess.Popen` read
+in a worker thread, so it is bound to no event loop.
 """
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import os
 import secrets
 import select
-import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
+from iflow.backends.local_kill import COMMAND_VARIABLE, SHELL_VARIABLE, kill_command
+from rock.framing import Marker, command_line, handshake_line, marker_prefix, new_nonce, take_marker
 from rock.output import CappedBuffer
+from rock.procfs import CLOCK_TICKS, uptime
 
 MARKER_GRACE_SECONDS = 5.0  # after killing a timed-out command, how long the shell has to print its marker
+START_TIMEOUT_SECONDS = 30.0
+MARKER_PREFIX = "IFLOW"
+# Environment variables never passed to the model's commands (matched case-insensitively).
+SECRET_VARIABLE_PATTERNS = (
+    "*_API_KEY", "*_APIKEY", "*_TOKEN", "*_SECRET", "*_SECRET_*", "*_PASSWORD", "*_ACCESS_KEY*", "*_PRIVATE_KEY",
+    "*_CREDENTIALS", "OPENAI_*", "ANTHROPIC_*", "AWS_*", "AZURE_*", "GOOGLE_APPLICATION_CREDENTIALS", "HF_TOKEN*",
+    "HUGGING_FACE_HUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN", "SSH_AUTH_SOCK",
+)
+
+
+def is_secret_variable(name: str) -> bool:
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in SECRET_VARIABLE_PATTERNS)
+
+
+def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the variables that look like credentials."""
+    return {name: value for name, value in environ.items() if not is_secret_variable(name)}
 
 
 def cap_head_tail(data: bytes, limit: int) -> tuple[str, int]:
@@ -40,24 +64,6 @@ class ShellOutput:
     session_restarted: bool = False
 
 
-def _descendants(root: int) -> list[int]:
-    """Process ids below `root`, read from /proc (Linux). Empty elsewhere."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            parents[int(stat.parent.name)] = int(text[text.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
 def _close_streams(proc: subprocess.Popen) -> None:
     for stream in (proc.stdin, proc.stdout):
         try:
@@ -67,28 +73,36 @@ def _close_streams(proc: subprocess.Popen) -> None:
             pass
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _now_ticks() -> int:
+    return int(uptime() * CLOCK_TICKS)
 
 
 class LocalShell:
-    """Not safe for concurrent use: callers serialize commands (the backend holds one lock per session)."""
+    """Not safe for concurrent use: callers serialize commands (the backend holds one lock per session).
+    `env` is added to the scrubbed environment as given (a caller may pass a credential on purpose)."""
 
     def __init__(self, cwd: str, env: dict[str, str] | None = None, max_output_bytes: int = 64 * 1024) -> None:
         self.cwd = cwd
-        self.env = {**os.environ, **(env or {}), "PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dumb"}
+        self.shell_tag = secrets.token_hex(8)
+        self.env = {**scrubbed_environment(os.environ), **(env or {}), "PAGER": "cat", "GIT_PAGER": "cat",
+                    "TERM": "dumb", SHELL_VARIABLE: self.shell_tag}
         self.max_output_bytes = max_output_bytes
         self._proc: subprocess.Popen | None = None
-        self._dropped = 0
 
     def _start(self) -> None:
-        self._proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=self.cwd, env=self.env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      start_new_session=True, bufsize=0)
-        self._send("exec 2>&1; unset HISTFILE; PS1=; PS2=\n")
+        proc = self._proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=self.cwd, env=self.env,
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                             start_new_session=True, bufsize=0)
+        nonce = new_nonce()
+        try:
+            self._send(proc, handshake_line(nonce, MARKER_PREFIX))
+            answer = self._read_until(proc, marker_prefix(nonce, MARKER_PREFIX), CappedBuffer(4096),
+                                      time.monotonic() + START_TIMEOUT_SECONDS)
+        except (OSError, ValueError):
+            answer = "died"
+        if not isinstance(answer, Marker):
+            self.kill_now()
+            raise RuntimeError(f"the local shell did not start in {self.cwd}")
 
     def kill_now(self, close_streams: bool = True) -> None:
         """Kill the shell and everything it started."""
@@ -96,10 +110,8 @@ class LocalShell:
         if proc is None:
             return
         if proc.poll() is None:
-            children = _descendants(proc.pid)
-            _kill(proc.pid)  # the shell first: it must not go on to run anything once its command dies
-            for pid in children:
-                _kill(pid)
+            proc.kill()  # the shell first: it must not go on to run anything once its command dies
+        kill_command(proc.pid, self.shell_tag, None, 0)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -124,57 +136,54 @@ class LocalShell:
             self.kill_now()
             self._start()
         proc = self._proc
-        assert proc is not None and proc.stdin is not None
-        start = time.monotonic()
-        marker = f"__IFLOW_{secrets.token_hex(8)}__"
-        data = bytearray()
-        self._dropped = 0
+        assert proc is not None
+        start, since_ticks = time.monotonic(), _now_ticks()
+        nonce, tag = new_nonce(), secrets.token_hex(6)
+        prefix = marker_prefix(nonce, MARKER_PREFIX)
+        buffer = CappedBuffer(self.max_output_bytes)
         try:
-            proc.stdin.write(f"eval {shlex.quote(command)} </dev/null\nprintf '\\n{marker} %d %s\\n' $? "
-                             f"\"$PWD\"\n".encode())
-            proc.stdin.flush()
-            status = self._read_until(proc, marker, data, start + timeout)
+            self._send(proc, command_line(command, nonce, {COMMAND_VARIABLE: tag}, MARKER_PREFIX))
+            answer = self._read_until(proc, prefix, buffer, start + timeout)
         except (OSError, ValueError):  # the shell is gone (broken pipe, or closed by a cancellation)
-            status = "died"
-        timed_out = status is None
-        if timed_out:  # kill what the command started; the shell should then print its marker
-            for pid in _descendants(proc.pid):
-                _kill(pid)
-            status = self._read_until(proc, marker, data, time.monotonic() + MARKER_GRACE_SECONDS)
+            answer = "died"
+        timed_out = answer is None
+        if timed_out:  # abandon the rest of the command, kill what it started; the shell then prints its marker
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+            kill_command(proc.pid, self.shell_tag, tag, since_ticks)
+            answer = self._read_until(proc, prefix, buffer, time.monotonic() + MARKER_GRACE_SECONDS)
         exit_code = None
-        if isinstance(status, tuple):
-            exit_code, self.cwd = status[0], status[1] or self.cwd
-        elif self._proc is proc:  # the shell exited, or is stuck in a builtin: replace it, in the last directory
+        if isinstance(answer, Marker):
+            exit_code, self.cwd = answer.status, answer.rest or self.cwd
+        elif self._proc is proc:  # the shell exited, or is stuck: replace it, in the last directory
+            exit_code = proc.poll()
             self.kill_now()
             self._start()
         else:  # cancelled meanwhile: the shell was already killed and dropped
             _close_streams(proc)
-        text, cut = cap_head_tail(bytes(data), self.max_output_bytes)
-        return ShellOutput(text, None if timed_out else exit_code, timed_out, cut + self._dropped,
-                           time.monotonic() - start, not isinstance(status, tuple))
+        text, cut = buffer.render()
+        return ShellOutput(text, None if timed_out else exit_code, timed_out, cut, time.monotonic() - start,
+                           not isinstance(answer, Marker))
 
-    def _send(self, text: str) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write(text.encode())
-        self._proc.stdin.flush()
+    @staticmethod
+    def _send(proc: subprocess.Popen, data: bytes) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(data)
+        proc.stdin.flush()
 
-    def _read_until(self, proc: subprocess.Popen, marker: str, data: bytearray,
-                    deadline: float) -> tuple[int, str] | str | None:
-        """Read output into `data` until the marker line. Returns (exit code, cwd), "died", or None on timeout."""
+    @staticmethod
+    def _read_until(proc: subprocess.Popen, prefix: bytes, buffer: CappedBuffer,
+                    deadline: float) -> Marker | str | None:
+        """Feed output into `buffer` until the marker line. Returns the marker, "died", or None on timeout."""
         assert proc.stdout is not None
         try:
             descriptor = proc.stdout.fileno()
         except ValueError:  # already closed
             return "died"
-        needle = f"\n{marker} ".encode()
         while True:
-            index = data.find(needle)
-            if index >= 0:
-                line_end = data.find(b"\n", index + len(needle))
-                if line_end >= 0:
-                    code_text, _, cwd = data[index + len(needle):line_end].decode("utf-8", "replace").partition(" ")
-                    del data[index:]
-                    return int(code_text), cwd
+            marker = take_marker(buffer, prefix)
+            if marker is not None:
+                return marker
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -184,8 +193,4 @@ class LocalShell:
             chunk = os.read(descriptor, 65536)
             if not chunk:
                 return "died"
-            data += chunk
-            if len(data) > 64 * self.max_output_bytes:  # bounded memory: keep the head and a generous tail
-                keep = self.max_output_bytes
-                self._dropped += len(data) - 9 * keep
-                del data[keep: len(data) - 8 * keep]
+            buffer.feed(chunk)

@@ -1,12 +1,14 @@
-"""Tools in a ROCK sandbox: a thin adapter over `rock.AsyncSandbox` (which already speaks this protocol)."""
+"""Tools in a ROCK sandbox: a thin adapter over `rock.AsyncSandbox`. Commands go to its sessions; file reads and
+writes too (as the sandbox user, in bounded chunks: `session_files`), never through dockerd's archive API as root."""
 from __future__ import annotations
 
-import posixpath
-import shlex
 from typing import Any
 
-from iflow.backends.base import DEFAULT_SESSION, TOOLS_SESSION
+from iflow.backends import session_files
+from iflow.backends.base import DEFAULT_SESSION, READ_LIMIT_BYTES, TOOLS_SESSION, WRITE_LIMIT_BYTES, ToolsBackend
 from rock.records import AuditLog, CommandResult
+
+FILE_COMMAND_TIMEOUT = 60.0  # seconds for one chunk of a file transfer
 
 
 class RockBackend:
@@ -17,6 +19,7 @@ class RockBackend:
         config = getattr(sandbox, "config", None)
         self.workdir = workdir or getattr(config, "workdir", None) or "/workspace"
         self.command_timeout = command_timeout or getattr(config, "command_timeout", 60.0)
+        self.max_output_bytes = getattr(config, "max_output_bytes", 64 * 1024)
 
     @property
     def audit(self) -> AuditLog:
@@ -29,17 +32,26 @@ class RockBackend:
             return await self.sandbox.run(command, timeout=timeout, session=session, tags=tags)
         return await self.sandbox.run(command, timeout=timeout, session=session)
 
-    async def read_file(self, path: str) -> bytes:
-        return await self.sandbox.read_file(path)
+    async def _tools_command(self, command: str) -> CommandResult:
+        return await self.sandbox.run(command, timeout=FILE_COMMAND_TIMEOUT, session=TOOLS_SESSION)
+
+    def _absolute(self, path: str) -> str:
+        return path if path.startswith("/") else f"{self.workdir.rstrip('/')}/{path}"
+
+    async def read_file(self, path: str, limit: int = READ_LIMIT_BYTES) -> bytes:
+        return await session_files.read_file(self._tools_command, self._absolute(path), limit, self.max_output_bytes)
 
     async def write_file(self, path: str, data: bytes | str) -> None:
-        """Write a file, keeping the permission bits of a file that already exists (an edited script stays
+        """Write a file as the sandbox user; a file that already exists keeps its mode (an edited script stays
         executable)."""
-        absolute = path if path.startswith("/") else posixpath.join(self.workdir, path)
-        stat = await self.sandbox.run(f"stat -c %a {shlex.quote(absolute)} 2>/dev/null", timeout=30,
-                                      session=TOOLS_SESSION)
-        mode_text = stat.output.strip()
-        if stat.exit_code == 0 and mode_text.isdigit():
-            await self.sandbox.write_file(absolute, data, mode=int(mode_text, 8))
-        else:
-            await self.sandbox.write_file(absolute, data)
+        payload = data.encode() if isinstance(data, str) else data
+        await session_files.write_file(self._tools_command, self._absolute(path), payload, WRITE_LIMIT_BYTES)
+
+
+def as_backend(tools: object) -> ToolsBackend:
+    """Accept a backend, or a bare `rock.AsyncSandbox` (wrapped in a `RockBackend`)."""
+    if isinstance(tools, ToolsBackend):
+        return tools
+    if all(hasattr(tools, name) for name in ("run", "read_file", "write_file", "audit", "config")):
+        return RockBackend(tools)
+    raise TypeError(f"not a tools backend: {type(tools).__name__} (expected a ToolsBackend or a rock.AsyncSandbox)")

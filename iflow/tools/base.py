@@ -40,12 +40,20 @@ class ToolContext:
         return await self.backend.run(command, timeout=timeout or self.command_timeout, session=TOOLS_SESSION)
 
     async def kind(self, path: str) -> str:
-        """'file', 'dir', 'other' or 'missing'."""
+        """'file', 'dir', 'other' or 'missing' (symbolic links followed)."""
         quoted = shlex.quote(path)
         result = await self.helper(f"if [ -d {quoted} ]; then echo dir; elif [ -f {quoted} ]; then echo file; "
                                    f"elif [ -e {quoted} ]; then echo other; else echo missing; fi")
         answer = result.output.strip().splitlines()[-1:] or ["missing"]
         return answer[0] if answer[0] in ("file", "dir", "other", "missing") else "missing"
+
+
+def path_operand(path: str) -> str:
+    """A path as a shell-quoted command operand that no command can take for an option or an expression: a relative
+    path gets a `./` prefix (for `find`, which has no `--` before its paths, `-delete` or `!` would be expression)."""
+    if not path.startswith(("/", "./", "../")) and path not in (".", ".."):
+        path = "./" + path
+    return shlex.quote(path)
 
 
 @dataclass
@@ -56,6 +64,7 @@ class Tool:
     run: Callable[[dict[str, Any], ToolContext], Awaitable[ToolResult]]
     read_only: bool = False
     examples: list[str] = field(default_factory=list)
+    path_argument: str | None = None  # the argument naming the path a read-only tool reads (default ".")
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI function-tool form."""

@@ -1,12 +1,14 @@
-"""File tools: view (numbered lines or a directory listing), create, str_replace (exactly one match), insert."""
+"""File tools: view (numbered lines or a directory listing), create, str_replace (exactly one match), insert.
+Every read is capped by the backend (a file's size is checked before it is read)."""
 from __future__ import annotations
 
 import difflib
-import shlex
 from typing import Any
 
-from iflow.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema
+from iflow.backends.base import FileTooLarge
+from iflow.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema, path_operand
 
+MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest file view and the edit tools read
 MAX_VIEW_LINES = 400     # a file view without a range shows at most this many lines
 MAX_LISTING_ENTRIES = 300
 SNIPPET_CONTEXT = 4      # lines shown around an edit
@@ -18,10 +20,27 @@ async def read_text(ctx: ToolContext, path: str, kind: str | None = None) -> str
         raise ToolError(f"{path} does not exist")
     if kind != "file":
         raise ToolError(f"{path} is a {'directory' if kind == 'dir' else 'special file'}, not a regular file")
-    data = await ctx.backend.read_file(path)
+    try:
+        data = await ctx.backend.read_file(path, limit=MAX_FILE_BYTES)
+    except FileTooLarge as exc:
+        size = f"{exc.size} bytes" if exc.size is not None else f"more than {MAX_FILE_BYTES} bytes"
+        raise ToolError(f"{path} is too large for this tool ({size}; the limit is {MAX_FILE_BYTES} bytes); look at "
+                        "parts of it with bash (head -c, sed -n, grep)") from None
+    except OSError as exc:
+        raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
     if b"\x00" in data[:8192]:
         raise ToolError(f"{path} looks binary; use bash to inspect it")
     return data.decode("utf-8", "replace")
+
+
+async def write_text(ctx: ToolContext, path: str, text: str) -> None:
+    try:
+        await ctx.backend.write_file(path, text)
+    except FileTooLarge as exc:
+        raise ToolError(f"the new content of {path} is too large ({exc.size} bytes; the limit is {exc.limit})") \
+            from None
+    except OSError as exc:
+        raise ToolError(f"cannot write {path}: {exc.strerror or exc}; no change made") from None
 
 
 def numbered(lines: list[str], first_number: int) -> str:
@@ -48,7 +67,7 @@ async def view(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     if kind == "dir":
         if "view_range" in args:
             raise ToolError(f"view_range applies to files, but {path} is a directory")
-        result = await ctx.helper(f"cd {shlex.quote(path)} && find . -mindepth 1 -maxdepth 2 -not -path '*/.*' "
+        result = await ctx.helper(f"cd -- {path_operand(path)} && find . -mindepth 1 -maxdepth 2 -not -path '*/.*' "
                                   f"| sort | head -n {MAX_LISTING_ENTRIES + 1}")
         entries = [line.removeprefix("./") for line in result.output.splitlines() if line]
         more = len(entries) > MAX_LISTING_ENTRIES
@@ -82,10 +101,10 @@ async def create(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     if kind != "missing":
         raise ToolError(f"{path} already exists; use str_replace or insert to edit it")
     parent = path.rsplit("/", 1)[0] or "/"
-    made = await ctx.helper(f"mkdir -p {shlex.quote(parent)}")
+    made = await ctx.helper(f"mkdir -p -- {path_operand(parent)}")
     if made.exit_code != 0:
         raise ToolError(f"cannot create directory {parent}: {made.output.strip()}")
-    await ctx.backend.write_file(path, args["file_text"])
+    await write_text(ctx, path, args["file_text"])
     return ToolResult(f"Created {path} ({len(args['file_text'].splitlines())} lines).",
                       diff=edit_diff(path, "", args["file_text"]))
 
@@ -109,7 +128,7 @@ async def str_replace(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
                         "no change made. Include more surrounding lines so that it matches exactly once.")
     start_line = text.count("\n", 0, text.index(old)) + 1
     updated = text.replace(old, new, 1)
-    await ctx.backend.write_file(path, updated)
+    await write_text(ctx, path, updated)
     shown = snippet(updated, start_line, start_line + new.count("\n"))
     return ToolResult(f"Edited {path}. The region now reads:\n{shown}", diff=edit_diff(path, text, updated))
 
@@ -128,7 +147,7 @@ async def insert(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         new_lines.pop()
     updated_lines = lines[:after] + new_lines + lines[after:]
     updated = "\n".join(updated_lines) + ("\n" if text.endswith("\n") or not text else "")
-    await ctx.backend.write_file(path, updated)
+    await write_text(ctx, path, updated)
     shown = snippet(updated, after + 1, after + len(new_lines))
     return ToolResult(f"Inserted {len(new_lines)} lines into {path} after line {after}:\n{shown}",
                       diff=edit_diff(path, text, updated))
@@ -140,7 +159,7 @@ VIEW = Tool("view", "Show a file with line numbers (optionally only lines view_r
             "or list a directory two levels deep.",
             object_schema({"path": PATH, "view_range": {"type": "array", "items": {"type": "integer"},
                                                         "minItems": 2, "maxItems": 2}}, ["path"]),
-            view, read_only=True)
+            view, read_only=True, path_argument="path")
 CREATE = Tool("create", "Create a new file with the given content.",
               object_schema({"path": PATH, "file_text": {"type": "string"}}, ["path", "file_text"]), create)
 STR_REPLACE = Tool("str_replace", "Replace old_str with new_str in a file. old_str must match exactly once.",

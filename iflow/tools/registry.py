@@ -41,9 +41,17 @@ class ToolRegistry:
             return f"unknown tool {call.name!r}; available tools: {', '.join(self.tools)}"
         return validate_arguments(call.name, call.arguments, tool.parameters)
 
-    def is_read_only(self, call: ToolCall) -> bool:
+    def is_read_only(self, call: ToolCall, backend: object | None = None) -> bool:
+        """Whether the call changes nothing and so may run without asking. A backend with `outside_workspace`
+        (the user's own machine) makes a read outside the workspace need approval like any other call."""
         tool = self.tools.get(call.name)
-        return bool(tool and tool.read_only)
+        if not (tool and tool.read_only):
+            return False
+        outside = getattr(backend, "outside_workspace", None)
+        if outside is not None and tool.path_argument is not None:
+            path = call.arguments.get(tool.path_argument) or "."
+            return isinstance(path, str) and not outside(path.strip() or ".")
+        return True
 
     async def execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
         """Run a checked call. Tool failures become error results; nothing but cancellation escapes."""

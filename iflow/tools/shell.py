@@ -5,10 +5,11 @@ import secrets
 import shlex
 from typing import Any
 
-from iflow.backends.base import DEFAULT_SESSION
-from iflow.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema
+from iflow.backends.base import DEFAULT_SESSION, FileTooLarge
+from iflow.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema, path_operand
 
 MAX_SEARCH_RESULTS = 100
+MAX_DIFF_BYTES = 4 * 1024 * 1024  # the largest diff submit takes (and the largest file a diff may contain)
 GIT = "git -c safe.directory='*' -c core.quotepath=off"
 
 
@@ -39,7 +40,7 @@ async def search(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     pattern, mode = args["pattern"], args.get("mode", "content")
     if not pattern:
         raise ToolError("pattern is empty")
-    where = shlex.quote(args.get("path", ".") or ".")
+    where = path_operand(args.get("path", ".") or ".")
     limit = MAX_SEARCH_RESULTS + 1
     if mode == "content":
         command = (f"grep -rnIE --exclude-dir=.git -e {shlex.quote(pattern)} -- {where} 2>&1 | head -n {limit}; "
@@ -68,6 +69,7 @@ async def workspace_diff(ctx: ToolContext) -> str | None:
     inside = await ctx.helper(f"cd {workdir} && {GIT} rev-parse --is-inside-work-tree 2>/dev/null")
     if inside.exit_code != 0 or inside.output.strip() != "true":
         return None
+    await _refuse_large_changes(ctx)
     token = secrets.token_hex(6)
     index, patch = f"/tmp/iflow-index-{token}", f"/tmp/iflow-diff-{token}.patch"
     # in a subshell, so that `exit` does not end the helper session
@@ -78,9 +80,26 @@ async def workspace_diff(ctx: ToolContext) -> str | None:
     try:
         if made.exit_code != 0:
             raise ToolError(f"git diff failed: {made.output.strip() or f'exit code {made.exit_code}'}")
-        return (await ctx.backend.read_file(patch)).decode("utf-8", "replace")
+        return (await ctx.backend.read_file(patch, limit=MAX_DIFF_BYTES)).decode("utf-8", "replace")
+    except FileTooLarge as exc:
+        raise ToolError(f"the diff is too large ({exc.size} bytes; the limit is {MAX_DIFF_BYTES}): remove generated "
+                        "or data files from the workspace (or add them to .gitignore)") from None
     finally:
         await ctx.helper(f"rm -f {patch}")
+
+
+async def _refuse_large_changes(ctx: ToolContext) -> None:
+    """Before diffing: no changed or untracked file may be larger than the diff limit (`git add` of a sparse 50 GB
+    file would read all of it)."""
+    workdir = shlex.quote(ctx.backend.workdir)
+    listing = await ctx.helper(
+        f"cd -- {workdir} && {GIT} ls-files -z --modified --others --exclude-standard | "
+        f"xargs -0 -r stat -c '%s %n' -- 2>/dev/null | awk -v max={MAX_DIFF_BYTES} '$1 > max' | head -n 5")
+    large = [line.split(" ", 1) for line in listing.output.splitlines() if " " in line]
+    if large:
+        named = ", ".join(f"{name} ({size} bytes)" for size, name in large)
+        raise ToolError(f"cannot diff the workspace: files larger than {MAX_DIFF_BYTES} bytes changed: {named}; "
+                        "remove them or add them to .gitignore")
 
 
 async def submit(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -98,6 +117,6 @@ SEARCH = Tool("search", "Search the workspace: mode 'content' greps files for a 
               "file names matching a glob such as '*.py'.",
               object_schema({"pattern": {"type": "string"}, "path": {"type": "string"},
                              "mode": {"type": "string", "enum": ["content", "files"]}}, ["pattern"]),
-              search, read_only=True)
+              search, read_only=True, path_argument="path")
 SUBMIT = Tool("submit", "Finish the task. Call it once the work is done and checked.",
               object_schema({"summary": {"type": "string"}}, []), submit, read_only=True)
