@@ -14,6 +14,8 @@ from typing import Any
 from iflow.agent import Agent
 from iflow.config import AgentConfig
 from iflow.trajectory import Trajectory
+from rock.telemetry.policy import SafetyPolicy
+from roll.rollout.tamper import DeathWatch, score_death
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
 from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
@@ -127,20 +129,28 @@ class EpisodeRunner:
         if self.safety is not None and self.safety.enabled:
             guard = SafetyGuard(sandbox, self.safety, protected=task.metadata.get("protected"))
             await guard.start()
-        agent = Agent(policy, sandbox, agent_config_for(task, self.agent),
-                      on_turn_end=guard.on_turn_end if guard else None)
+        watch = DeathWatch(sandbox, guard.on_turn_end if guard else None)
+        agent = Agent(policy, sandbox, agent_config_for(task, self.agent), on_turn_end=watch.on_turn_end)
         try:
             traj = await agent.run(task.instruction, task_id=task.id, trajectory_id=traj.id,
                                    metadata=dict(traj.metadata))
         except Exception as exc:  # noqa: BLE001 - the agent itself broke: not the policy's fault
             if guard is not None:
                 guard.monitor.stop()
-            return EpisodeResult(traj, "sandbox_error", f"agent crashed: {type(exc).__name__}: {exc}")
+            if await watch.died(traj) is None:
+                return EpisodeResult(traj, "sandbox_error", f"agent crashed: {type(exc).__name__}: {exc}")
         finally:
             if on_agent_done is not None:
                 on_agent_done()
         traj.group_id = state["trajectory"].group_id
         state["trajectory"] = traj
+        death = await watch.died(traj)
+        if death is not None:  # scored and penalized, not discarded: see roll.rollout.tamper
+            if guard is not None:
+                guard.monitor.stop()
+            score_death(traj, death, guard.policy if guard else SafetyPolicy.load())
+            timings["agent"] = time.monotonic() - mark
+            return EpisodeResult(traj, "ok")
         verdict = await guard.finish(traj) if guard else None
         timings["agent"] = time.monotonic() - mark
         if traj.outcome == "error":
