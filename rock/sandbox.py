@@ -103,6 +103,7 @@ class Sandbox:
         return self
 
     def _start_egress_shim(self) -> None:
+        self.egress.grant(*self._owner())  # the proxy socket is the sandbox user's alone
         api = docker_client().api
         api.exec_start(api.exec_create(self.container.id, ["python3", "-c", SHIM], user=self.config.user)["Id"],
                        detach=True)
