@@ -63,7 +63,7 @@ def make_event(category: str, rule: str, message: str, severity: Severity | None
 class Observation(BaseModel):
     """A raw fact from a source, before detection: a process started, a connection attempted, a file opened."""
 
-    kind: Literal["exec", "connect", "open", "syscall", "cgroup", "census", "file_change", "proxy"]
+    kind: Literal["exec", "connect", "open", "syscall", "cgroup", "census", "file_change", "proxy", "lost"]
     time: float
     sandbox: str
     pid: int | None = None

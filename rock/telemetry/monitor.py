@@ -168,7 +168,8 @@ class SandboxMonitor:
         it to finish (unless `final`)."""
         found = self._egress_events()
         if self._reader is not None:  # what happened before start() (workspace setup) is not the agent's
-            found += self._detect([o for o in self._reader.read() if o.time >= self.started_at])
+            # drained up to now: an eBPF-only event of the command that just ended is judged on its turn
+            found += self._detect([o for o in self._reader.read(until=time.time()) if o.time >= self.started_at])
         found += self.ptrace.judge(time.time(), self.attribution.lineage.parent, final)
         self._add(found)
         records = self.sandbox.audit.since(0)

@@ -1,0 +1,74 @@
+"""Which sandbox a traced process belongs to: its UTS namespace inode (from the kernel) mapped to the container that
+owns that namespace (never a name the process chose). The engine is asked only when an unknown inode shows up, at most every `refresh_every` seconds,
+and the answer is cached; a cached inode is re-checked against the container's init (inodes are reused once a
+namespace dies) at most every `verify_every` seconds."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from rock.cgroups import cgroup_procs
+
+
+def uts_inode(pid: int) -> int | None:
+    try:
+        return int(os.readlink(f"/proc/{pid}/ns/uts").split("[")[1].rstrip("]"))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@dataclass
+class SandboxEntry:
+    name: str
+    init_pid: int
+    verified_at: float = 0.0
+
+
+class SandboxMap:
+    def __init__(self, list_containers, refresh_every: float = 0.25, verify_every: float = 1.0) -> None:
+        """`list_containers()` returns [(name, container id)] of the engine's rock-managed containers."""
+        self.list_containers = list_containers
+        self.refresh_every = refresh_every
+        self.verify_every = verify_every
+        self.entries: dict[int, SandboxEntry] = {}
+        self._last_refresh = 0.0
+        self.running: set[str] = set()
+
+    def lookup(self, inode: int) -> SandboxEntry | None:
+        """The sandbox of a record, or None (unknown yet, or not the agent's). Never calls the engine."""
+        entry = self.entries.get(inode)
+        if entry is None:
+            return None
+        now = time.monotonic()
+        if now - entry.verified_at > self.verify_every:
+            if uts_inode(entry.init_pid) != inode:
+                del self.entries[inode]
+                return None
+            entry.verified_at = now
+        return entry
+
+    def known(self, inode: int) -> bool:
+        return inode in self.entries
+
+    def refresh(self, force: bool = False) -> bool:
+        """Ask the engine (rate-limited) for new sandboxes. Raises what the engine raises: callers keep their
+        backlog and try again."""
+        now = time.monotonic()
+        if not force and now - self._last_refresh < self.refresh_every:
+            return False
+        self._last_refresh = now
+        containers = self.list_containers()
+        self.running = {name for name, _ in containers}
+        known = {entry.name for entry in self.entries.values()}
+        for name, container_id in containers:
+            if name in known:
+                continue
+            for pid in cgroup_procs(container_id) or []:  # every process of the container shares its UTS ns
+                inode = uts_inode(pid)
+                if inode is not None:
+                    self.entries[inode] = SandboxEntry(name, pid, now)
+                    break
+        for inode in [i for i, e in self.entries.items() if e.name not in self.running]:
+            del self.entries[inode]
+        return True
