@@ -7,6 +7,7 @@ other backend that keeps one bash open (e.g. a local shell)."""
 from __future__ import annotations
 
 import secrets
+import struct
 from dataclasses import dataclass
 
 from rock.output import CappedBuffer
@@ -92,3 +93,17 @@ def take_marker(buffer: CappedBuffer, prefix_bytes: bytes) -> Marker | None:
     if marker is not None:
         buffer.drop_tail(marker.length)
     return marker
+
+
+def demux(pending: bytes, chunk: bytes) -> tuple[list[bytes], bytes]:
+    """Split Docker's multiplexed attach stream (per frame: 1 byte stream, 3 zero bytes, 4 bytes big-endian size,
+    payload) into payloads. Returns (complete payloads, the bytes of an incomplete frame to prepend next time)."""
+    data = pending + chunk
+    payloads, offset = [], 0
+    while len(data) - offset >= 8:
+        size = struct.unpack(">I", data[offset + 4: offset + 8])[0]
+        if len(data) - offset - 8 < size:
+            break
+        payloads.append(data[offset + 8: offset + 8 + size])
+        offset += 8 + size
+    return payloads, data[offset:]

@@ -168,3 +168,37 @@ def kill_shell(api: docker.APIClient, container_id: str, user: str, shell_pid: i
             api.exec_start(api.exec_create(container_id, ["kill", "-9", str(shell_pid)], user=user)["Id"])
         except docker.errors.APIError:
             pass  # the container is gone: so is the shell
+
+
+def _descendants(stats: dict[int, ProcStat], root: int) -> set[int]:
+    found, frontier = set(), [root]
+    while frontier:
+        current = frontier.pop()
+        children = {pid for pid, stat in stats.items() if stat.ppid == current and pid not in found}
+        found |= children
+        frontier.extend(children)
+    return found
+
+
+def kill_tree_from_host(api: docker.APIClient, container_id: str, root: tuple[int, int]) -> bool:
+    """SIGKILL a verified process (host pid, start ticks) of the container and everything below it, the container
+    frozen meanwhile. False if not possible here."""
+    if cgroup_procs(container_id) is None:
+        return False
+    with _freeze_lock(container_id):
+        try:
+            api.pause(container_id)
+        except docker.errors.APIError:
+            return False
+        try:
+            for _ in range(50):
+                stats = _container_stats(container_id)
+                victims = _descendants(stats, root[0]) if root[0] in stats else set()
+                for pid in victims:
+                    signal_verified(container_id, pid, stats[pid].start_ticks, signal.SIGKILL)
+                if not victims:
+                    break
+            signal_verified(container_id, root[0], root[1], signal.SIGKILL)
+        finally:
+            api.unpause(container_id)
+    return True

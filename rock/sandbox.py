@@ -15,6 +15,7 @@ from rock.config import KEEPALIVE_UID, SandboxConfig
 from rock.egress import SHIM, SHIM_PORT, SOCKET_DIR_IN_SANDBOX, EgressProxy
 from rock.engine import client as docker_client
 from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
+from rock.oneshot import run_exec
 from rock.records import AuditLog, CommandRecord, CommandResult, SandboxDeath
 from rock.session import SessionDied, ShellSession
 from rock.transfer import extract_to, path_tar, read_single_member, single_file_tar
@@ -24,6 +25,7 @@ from rock.transfer import extract_to, path_tar, read_single_member, single_file_
 # as: with every capability dropped, neither the agent's uid nor a root agent may signal it (kill(2) needs the same
 # uid or CAP_KILL), and an init is immune to SIGKILL from inside its pid namespace anyway.
 KEEPALIVE_USER = f"{KEEPALIVE_UID}:{KEEPALIVE_UID}"
+EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024  # one-off tooling execs: bounded memory, generous for listings
 
 
 class SandboxError(RuntimeError):
@@ -228,14 +230,14 @@ class Sandbox:
             session_restarted=raw.session_restarted, record_id=record.id,
         )
 
-    def exec(self, argv: list[str], user: str | None = None, timeout: float = 60.0) -> tuple[int, str]:
-        """A one-off process outside any session (no shell state); for tooling, not for the agent."""
+    def exec(self, argv: list[str], user: str | None = None, timeout: float = 60.0,
+             max_output_bytes: int = EXEC_OUTPUT_LIMIT) -> tuple[int, str]:
+        """A one-off process outside any session (no shell state); for tooling, not for the agent. At `timeout`
+        it is killed with everything it started and the status is 124; output beyond the cap is cut to head + tail."""
         self._require_started()
-        api = docker_client().api
-        exec_id = api.exec_create(self.container.id, argv, user=user or self.config.user,
-                                  workdir=self.config.workdir)["Id"]
-        output = api.exec_start(exec_id, demux=False)
-        return api.exec_inspect(exec_id)["ExitCode"], output.decode("utf-8", "replace")
+        result = run_exec(docker_client().api, self.container.id, argv, user or self.config.user,
+                          self.config.workdir, timeout, max_output_bytes)
+        return result.exit_code, result.output
 
     def host_pids(self) -> list[int] | None:
         """Host pids of the container's processes (None where this host cannot see its cgroup)."""

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import secrets
 import socket
-import struct
 import time
 from dataclasses import dataclass
 
 import docker
 
-from rock.framing import command_line, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
+from rock.framing import command_line, demux, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
 from rock.cgroups import cgroup_procs
 from rock.killer import SESSION_VARIABLE, in_container, kill_from_host, kill_in_container, kill_shell, uptime
 from rock.procfs import innermost_pid, read_stat
@@ -226,13 +225,6 @@ class ShellSession:
             self._demux(chunk, buffer)
 
     def _demux(self, chunk: bytes, buffer: CappedBuffer) -> None:
-        """Docker multiplexes stdout/stderr as frames: 1 byte stream, 3 zero bytes, 4 bytes big-endian size."""
-        data = self._pending + chunk
-        offset = 0
-        while len(data) - offset >= 8:
-            size = struct.unpack(">I", data[offset + 4: offset + 8])[0]
-            if len(data) - offset - 8 < size:
-                break
-            buffer.feed(data[offset + 8: offset + 8 + size])
-            offset += 8 + size
-        self._pending = data[offset:]
+        payloads, self._pending = demux(self._pending, chunk)
+        for payload in payloads:
+            buffer.feed(payload)
