@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from roll.config.schema import RootConfig
+from roll.tasks.config import HELD_OUT
 from roll.tasks.corpus import resolve_model_path
 
 
@@ -41,7 +42,8 @@ def eval_config(cfg: RootConfig) -> RootConfig:
     """The run's config turned into one batch of held-out episodes: every eval task once (x samples_per_task),
     sampled at the eval temperature, nothing generated ahead."""
     ev = cfg.eval
-    task = cfg.task.model_copy(update={"split": "eval", "num_tasks": ev.num_tasks, "seed": ev.seed,
+    split = ev.split or HELD_OUT[cfg.task.source]
+    task = cfg.task.model_copy(update={"split": split, "num_tasks": ev.num_tasks, "seed": ev.seed,
                                        "shuffle": False})
     sampling = cfg.agent.sampling.model_copy(update={"temperature": ev.temperature})
     agent = cfg.agent.model_copy(update={"sampling": sampling})

@@ -88,6 +88,13 @@ def register(app: typer.Typer) -> None:
             cfg = resume_config(resume, rest, run_dir)
         else:
             cfg = load_or_exit(config_name, rest, config_dir)
+        from roll.config import ConfigError
+        from roll.trainer.update import scoring_temperature
+
+        try:
+            scoring_temperature(cfg.agent.sampling)  # top-p / top-k / greedy: the trainer cannot score them
+        except ConfigError as exc:
+            _fail(f"config error: {exc}")
         directory = prepare_run_dir(cfg)
         err.print(f"[bold]run directory[/bold] {directory}")
         summary = run_train(cfg, directory, err)
@@ -138,7 +145,7 @@ def run_sft_command(cfg, directory: Path) -> Path:
         golden = Path(directory) / "golden.jsonl"
         with err.status(f"scripted expert: {cfg.sft.expert_episodes} golden episodes"):
             report = write_golden(golden, cfg.sft.expert_episodes, seed=cfg.task.seed + 1000,
-                                  model_path=model_path, options=cfg.task.secret_word, agent=cfg.agent,
+                                  model_path=model_path, options=cfg.task.options, agent=cfg.agent,
                                   sandbox=cfg.sandbox, progress=False,
                                   shortcut_fraction=cfg.sft.shortcut_fraction)
         err.print(f"golden trajectories: {report['written']} written ({report['shortcuts']} by the privileged "

@@ -106,6 +106,8 @@ class EvalConfig(_Strict):
     """Held-out evaluation of a checkpoint on the task family."""
 
     num_tasks: int = Field(32, ge=1, description="held-out task instances")
+    split: Literal["eval", "dev", "test"] | None = Field(
+        None, description="null = the family's held-out split (secret_word: eval, relay: test); dev for tuning")
     samples_per_task: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     seed: int = 1234

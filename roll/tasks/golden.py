@@ -15,9 +15,9 @@ from roll.config.loader import load_config
 from roll.rollout.episode import EpisodeRunner
 from roll.rollout.progress import progress_bar
 from roll.tasks.corpus import task_tiny_model
+from roll.tasks import relay, secret_word
 from roll.tasks.expert import ExpertPolicy, takes_shortcut
 from roll.tasks.schema import TaskRecord
-from roll.tasks.secret_word import generate
 
 
 def write_golden(path: str | Path, n: int, seed: int = 0, *, model_path: str | Path | None = None,
@@ -26,7 +26,8 @@ def write_golden(path: str | Path, n: int, seed: int = 0, *, model_path: str | P
                  shortcut_fraction: float = 0.0) -> dict[str, Any]:
     """Write `n` solved expert trajectories (JSON lines) for seed `seed` to `path`; returns a summary dict.
 
-    model_path: the checkpoint whose tokenizer renders prompts (default: the tiny model). options: SecretWordOptions.
+    model_path: the checkpoint whose tokenizer renders prompts (default: the tiny model). options: SecretWordOptions
+    (the secret-word family, scripted expert) or RelayOptions (the relay family, the observing expert).
     agent: iflow AgentConfig (default: configs/agent/default.yaml's values). sandbox: rock SandboxConfig.
     shortcut_fraction: share of the episodes played by the privileged expert (why: roll/tasks/expert.py)."""
     if not 0.0 <= shortcut_fraction <= 1.0:
@@ -43,7 +44,7 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
     agent = agent or defaults.agent
     sandbox = sandbox or defaults.sandbox
     tokenizer = AutoTokenizer.from_pretrained(str(model_path or task_tiny_model()))
-    tasks = list(generate(n, seed=seed, split=split, options=options))  # type: ignore[arg-type]
+    tasks = golden_tasks(n, seed=seed, split=split, options=options)
     pool = SandboxPool(sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig(**sandbox),
                        size=concurrency)
     runner = EpisodeRunner(pool, agent)
@@ -57,7 +58,7 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
                 nonlocal kept, shortcuts
                 shortcut = takes_shortcut(task, shortcut_fraction)
                 async with limit:
-                    result = await runner.run(task, ExpertPolicy(task, tokenizer, shortcut),
+                    result = await runner.run(task, expert_for(task, tokenizer, shortcut),
                                               trajectory_id=f"golden-{task.id}", group_id=task.id)
                 if result.status == "ok" and result.trajectory.reward == 1.0:
                     result.trajectory.metadata["expert"] = "shortcut" if shortcut else "careful"
@@ -76,4 +77,14 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
 
 
 def golden_tasks(n: int, seed: int = 0, split: str = "train", options: Any = None) -> Sequence[TaskRecord]:
-    return list(generate(n, seed=seed, split=split, options=options))  # type: ignore[arg-type]
+    family = relay if isinstance(options, relay.RelayOptions) else secret_word
+    return list(family.generate(n, seed=seed, split=split, options=options))  # type: ignore[arg-type]
+
+
+def expert_for(task: TaskRecord, tokenizer: Any, shortcut: bool = False) -> Any:
+    """The expert of the task's family: relay tasks get the observing expert (no privileged variant exists)."""
+    if task.metadata.get("family") == "relay":
+        if shortcut:
+            raise ValueError("the relay family has no privileged expert: use shortcut_fraction 0")
+        return relay.ObservingExpert(task.instruction, tokenizer)
+    return ExpertPolicy(task, tokenizer, shortcut)

@@ -115,3 +115,18 @@ def test_observing_expert_solves_real_episodes_and_a_wrong_code_fails(sandbox_im
         assert commands[:3] == [f"cat {task.metadata['chain'][0]}", f"cat {task.metadata['chain'][1]}",
                                 f"echo {task.metadata['code']} > answer.txt"]
     assert results[-1].trajectory.reward == 0.0
+
+
+def test_task_config_selects_the_family_and_checks_its_splits() -> None:
+    from roll.config.loader import load_config
+    from roll.evaluate import eval_config
+    from roll.tasks.dataset import load_tasks
+
+    cfg = load_config("train", ["task=relay", "task.num_tasks=5", "task.split=dev"])
+    tasks = load_tasks(cfg.task)
+    assert len(tasks) == 5 and all(t.metadata["family"] == "relay" and t.metadata["split"] == "dev" for t in tasks)
+    assert eval_config(cfg).task.split == "test"  # reports on test unless eval.split says otherwise
+    assert eval_config(load_config("train", ["task=relay", "eval.split=dev"])).task.split == "dev"
+    assert eval_config(load_config("train", [])).task.split == "eval"  # secret_word keeps its held-out split
+    with pytest.raises(Exception, match="task.split=eval does not exist for source=relay"):
+        load_config("train", ["task=relay", "task.split=eval"])
