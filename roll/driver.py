@@ -20,7 +20,7 @@ from roll.run_state import TrajectoryStore, restore_scheduler, scheduler_state
 from roll.tasks.corpus import resolve_model_path
 from roll.trainer.batch import build_samples
 from roll.trainer.checkpoint import CheckpointManager, load_driver_state, resolve_resume
-from roll.trainer.update import attach, mismatch_stats, prepare, run_update
+from roll.trainer.update import attach, mismatch_stats, prepare, run_update, scoring_temperature
 
 
 class RLDriver:
@@ -101,7 +101,8 @@ class RLDriver:
         samples = built.samples
         train: dict[str, Any] = {}
         if samples:
-            update = prepare(samples, algo, cfg.trainer, self.pad_id)  # masks, chunk ids, micro-batches
+            update = prepare(samples, algo, cfg.trainer, self.pad_id,  # masks, chunk ids, micro-batches
+                             temperature=scoring_temperature(cfg.agent.sampling))  # score what was sampled
             clock = time.perf_counter()
             if algo.recompute_old_logprobs:
                 attach(update, self.trainer.compute_logprobs(update.plan), "old_logp")
@@ -247,6 +248,7 @@ def train(cfg: RootConfig, run_dir: str | Path, console: Console | None = None) 
     """Run (or resume, with cfg.loop.resume) the RL loop in `run_dir`; returns the summary (evaluations included)."""
     from roll.config.loader import save_config
 
+    scoring_temperature(cfg.agent.sampling)  # sampling the trainer cannot score: refused before anything starts
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir)  # the resolved config
     driver = RLDriver(cfg, run_dir, console)

@@ -6,8 +6,9 @@ batches them, runs the model and resolves each request's future with a result di
     {"token_ids": [...], "logprobs": [...], "text": "...", "finish_reason": "stop" | "length" | "abort",
      "policy_version": 3, "prompt_tokens": 412, "queue_seconds": 0.01, "engine_seconds": 0.2}
 
-`logprobs` are the engine's raw log-probabilities of the sampled tokens (log-softmax of the unprocessed logits, i.e.
-before temperature / top-p), the quantity a trainer recomputes. New weights are applied between batches only after
+`logprobs` are the log-probabilities of the sampled tokens under the distribution actually sampled from (after
+temperature, top-k and top-p: vLLM's processed_logprobs; greedy decoding gives the raw ones), the behaviour policy
+μ a trainer corrects for; it scores the same distribution (logits / temperature; RL refuses top-p/top-k). New weights are applied between batches only after
 the requests in flight have finished (admissions pause meanwhile), so `policy_version` names exactly the weights that
 produced every token of a completion."""
 from __future__ import annotations

@@ -96,6 +96,7 @@ class HFEngine(ThreadedEngine):
         if s.seed is not None:
             torch.manual_seed(s.seed)
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new, do_sample=s.temperature > 0, output_logits=True,
+                                      output_scores=True,
                                       return_dict_in_generate=True, pad_token_id=self.pad_id,
                                       eos_token_id=sorted(self.eos_ids) or None)
         if s.temperature > 0:
@@ -105,7 +106,9 @@ class HFEngine(ThreadedEngine):
         with torch.no_grad():
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         new = out.sequences[:, ids.shape[1]:]
-        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)  # raw logits of every step
+        # The distribution sampled from: scores after temperature / top-k / top-p when sampling, raw when greedy.
+        steps = out.scores if s.temperature > 0 else out.logits
+        logprobs = torch.stack(steps, dim=1).float().log_softmax(-1)
         chosen = logprobs.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         for row, request in enumerate(live):
             tokens, values, reason = [], [], "length"

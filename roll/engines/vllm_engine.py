@@ -41,7 +41,7 @@ class VLLMEngine(ThreadedEngine):
         args = EngineArgs(model=str(model_path), dtype=dtype, enforce_eager=cfg.enforce_eager,
                           max_model_len=cfg.max_model_len, max_num_seqs=cfg.max_num_seqs, seed=cfg.seed,
                           enable_prefix_caching=True, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                          logprobs_mode="raw_logprobs")
+                          logprobs_mode="processed_logprobs")
         self.engine = LLMEngine.from_engine_args(args)
         self.tokenizer = self.engine.get_tokenizer()
         self._inflight: dict[str, Request] = {}

@@ -162,7 +162,8 @@ class TrainerActor:
         for i, mb in enumerate(micro_batches):
             mb = mb.to(self.device)
             self.engine.set_gradient_accumulation_boundary(i == len(micro_batches) - 1)
-            logp, entropy = forward_logprobs(self.engine, mb.input_ids, mb.attention_mask, with_entropy=with_entropy)
+            logp, entropy = forward_logprobs(self.engine, mb.input_ids, mb.attention_mask, with_entropy=with_entropy,
+                                             temperature=mb.temperature)  # the distribution that was sampled
             out = loss_fn(mb, logp, entropy)
             self.engine.backward(out.loss * self.world_size, scale_wrt_gas=False)
             loss_total += float(out.loss.detach())

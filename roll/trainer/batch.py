@@ -137,6 +137,7 @@ class MicroBatch:
     old_logp: Tensor | None = None  # [B,T] filled by the old-log-prob pass
     ref_logp: Tensor | None = None  # [B,T] filled by the reference model
     advantages: Tensor | None = None  # [B] given advantages (ppo), computed over the whole batch
+    temperature: float = 1.0  # the sampling temperature: π is scored as softmax(logits / temperature), as sampled
     extras: dict = field(default_factory=dict)
 
     @property

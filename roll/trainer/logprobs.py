@@ -109,6 +109,6 @@ def micro_batch_logprobs(model, micro_batches: list, device: torch.device) -> li
     with torch.no_grad():
         for mb in micro_batches:
             mb = mb.to(device)
-            logp, _ = forward_logprobs(model, mb.input_ids, mb.attention_mask)
+            logp, _ = forward_logprobs(model, mb.input_ids, mb.attention_mask, temperature=mb.temperature)
             out.append(logp.masked_fill(mb.attention_mask == 0, 0.0).float().cpu())
     return out

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 import torch
 
 import ipa
+from roll.config.errors import ConfigError
 from roll.config.training import AlgorithmConfig, TrainerConfig
-from roll.trainer.batch import MicroBatch, Sample, plan
+from roll.trainer.batch import MicroBatch, Sample, flatten, plan
 
 LOSS_FUNCTIONS = {"ipa": ipa.ipa_loss, "grpo": ipa.grpo_loss, "gspo": ipa.gspo_loss, "ppo": ipa.ppo_loss,
                   "reinforce": ipa.reinforce_loss}
@@ -60,6 +61,23 @@ def loss_params(algo: AlgorithmConfig) -> dict[str, Any]:
     return params
 
 
+def scoring_temperature(sampling: Any) -> float:
+    """The temperature the trainer scores the policy at: the one the engines sampled with (they record log-probs of
+    softmax(logits / T), vLLM's processed_logprobs). Sampling the trainer cannot reproduce is refused, naming the
+    key: top-p / top-k truncation (the sampled distribution is renormalised over a per-step support) and greedy
+    decoding (no distribution to correct for)."""
+    if sampling.top_p < 1.0:
+        raise ConfigError(f"agent.sampling.top_p: {sampling.top_p} truncates the sampled distribution, which the "
+                          f"trainer does not score; RL needs top_p=1.0")
+    if sampling.top_k > 0:
+        raise ConfigError(f"agent.sampling.top_k: {sampling.top_k} truncates the sampled distribution, which the "
+                          f"trainer does not score; RL needs top_k=-1")
+    if sampling.temperature <= 0:
+        raise ConfigError(f"agent.sampling.temperature: {sampling.temperature} is greedy decoding; RL samples "
+                          f"(temperature > 0)")
+    return float(sampling.temperature)
+
+
 @dataclass
 class UpdatePlan:
     plan: Plan
@@ -67,9 +85,14 @@ class UpdatePlan:
     samples: Sequence[Sample]
 
 
-def prepare(samples: Sequence[Sample], algo: AlgorithmConfig, trainer: TrainerConfig, pad_id: int) -> UpdatePlan:
+def prepare(samples: Sequence[Sample], algo: AlgorithmConfig, trainer: TrainerConfig, pad_id: int,
+            temperature: float = 1.0) -> UpdatePlan:
+    """The micro-batch plan, its global denominators and (ppo) advantages. `temperature` is the sampling
+    temperature (`scoring_temperature`): every log-prob of the update (old, reference, current) is taken at it."""
     result = plan(samples, pad_id=pad_id, max_tokens=trainer.max_tokens_per_microbatch, world_size=trainer.world_size,
                   mini_batches=trainer.mini_batches, keep_groups=groups_inside_loss(algo))
+    for mb in flatten(result):
+        mb.temperature = float(temperature)
     agg = aggregation(algo)
     # A forked trajectory's pieces share a micro-batch (batch.group_units), so each counts it once here too.
     denominators = [float(sum(ipa.local_denominator(mb.loss_mask, agg, mb.trajectory_ids)
