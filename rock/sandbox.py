@@ -72,12 +72,13 @@ class Sandbox:
         cfg = self.config
         client = docker_client()
         env, volumes = dict(cfg.env), dict(cfg.volumes)
-        if cfg.egress_allow:
-            self.egress = EgressProxy(self.name, cfg.egress_allow).start()
-            volumes[str(self.egress.directory)] = {"bind": SOCKET_DIR_IN_SANDBOX, "mode": "ro"}
-            proxy = f"http://127.0.0.1:{SHIM_PORT}"
-            env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy)
         try:
+            if cfg.egress_allow:
+                self.egress = EgressProxy(self.name, cfg.egress_allow)
+                self.egress.start()
+                volumes[str(self.egress.directory)] = {"bind": SOCKET_DIR_IN_SANDBOX, "mode": "ro"}
+                proxy = f"http://127.0.0.1:{SHIM_PORT}"
+                env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy)
             self.container = client.containers.create(
                 cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, hostname=self.name, detach=True,
                 init=True, stdin_open=False, tty=False, user=KEEPALIVE_USER, working_dir=cfg.workdir, environment=env,
@@ -89,12 +90,14 @@ class Sandbox:
             )
             self.container.start()
         except docker.errors.ImageNotFound:
+            self.stop()  # nothing of a failed start outlives it: the container, the egress proxy
             raise SandboxError(f"sandbox image {cfg.image!r} not found: build it with `rock image build`") from None
         except docker.errors.APIError as exc:
-            if self.container is not None:
-                self.container.remove(force=True)
-                self.container = None
+            self.stop()
             raise SandboxError(f"could not start sandbox from {cfg.image!r}: {exc.explanation or exc}") from None
+        except BaseException:
+            self.stop()
+            raise
         try:
             if self.egress is not None:
                 self._start_egress_shim()
@@ -142,6 +145,9 @@ class Sandbox:
         self.name = new_name
         self.container = None
         self._sessions.clear()
+        if self.egress is not None:  # the container is kept, its way out is not
+            self.egress.stop()
+            self.egress = None
         return new_name
 
     def __enter__(self) -> "Sandbox":

@@ -176,8 +176,7 @@ class EpisodeRunner:
         traj.reward, traj.reward_info = result.reward, result.info
         if verdict is not None:
             SafetyGuard.apply(traj, verdict)
-            if verdict.quarantine:  # kept for forensics instead of going back to the pool
+            if verdict.quarantine:  # kept for forensics; still released, so that the pool starts its replacement
                 traj.metadata["quarantined"] = await sandbox.quarantine()
-                state["sandbox"] = None
         status = "timeout" if traj.outcome == "timeout" else "ok"
         return EpisodeResult(traj, status)
