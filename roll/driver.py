@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 from rich.console import Console
 
+from roll.config.placement import check_cluster
 from roll.config.schema import RootConfig
 from roll.metrics import MetricsLogger, Progress
 from roll.run_state import TrajectoryStore, restore_scheduler, scheduler_state
@@ -46,6 +48,7 @@ class RLDriver:
 
         cfg = self.cfg
         self._ray_started = init_ray(cfg.ray)
+        check_cluster(cfg, ray.cluster_resources().get("GPU", 0.0))  # the layout was checked against ray.num_gpus
         self.model_path = resolve_model_path(cfg.model)
         tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -53,12 +56,14 @@ class RLDriver:
         with self.console.status("starting engines and trainer"):
             self.engines = EngineGroup.create(self.model_path, cfg.engine, dtype=cfg.model.dtype)
             updates = cfg.loop.steps * cfg.trainer.mini_batches * cfg.trainer.epochs
-            self.trainer = TrainerGroup(str(self.model_path), cfg.trainer, total_steps=updates)
+            self.trainer = TrainerGroup(str(self.model_path), cfg.trainer, total_steps=updates,
+                                        call_timeout=cfg.ray.call_timeout)
             if cfg.algorithm.kl_coef > 0:
                 from roll.trainer.reference import ReferenceModel
 
                 self.reference = ReferenceModel(str(self.model_path), cfg.trainer.dtype,
-                                                num_gpus=cfg.trainer.num_gpus_per_actor)
+                                                num_gpus=cfg.trainer.num_gpus_per_actor,
+                                                call_timeout=cfg.ray.call_timeout)
         driver_state = None
         if checkpoint is not None:
             self.trainer.load_checkpoint(str(checkpoint))

@@ -41,7 +41,7 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
         else:
             msg = item["msg"].replace("Input should be", "expected").replace("Value error, ", "")
             got = "" if "got " in msg else f" (got {_short(item.get('input'))})"
-            text = f"{path}: {msg}{got}"
+            text = msg if path == "<root>" else f"{path}: {msg}{got}"  # a whole-config check names its own keys
         if text not in seen:
             seen.add(text)
             messages.append(text.replace("\n", " "))

@@ -5,10 +5,11 @@ package that uses it, add `foo: FooConfig = Field(default_factory=FooConfig)` be
 plus a `- foo: default` line in the primary configs that need it."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iflow.config import AgentConfig
 from rock.config import SandboxConfig
+from roll.config.placement import place
 from roll.config.training import AlgorithmConfig, EvalConfig, LoopConfig, MetricsConfig, SFTConfig, TrainerConfig
 from roll.engines.config import EngineConfig
 from roll.models.config import ModelConfig
@@ -30,6 +31,11 @@ class RayConfig(BaseModel):
     address: str | None = Field(None, description="an existing cluster ('auto'); null = start a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance (null = all)")
     init_timeout: float = Field(60.0, gt=0)
+    num_gpus: int | None = Field(None, ge=0, description="GPUs of the cluster the run is laid out on (checked when the "
+                                                         "config loads); null: none declared, no role may ask for one")
+    gpus_per_node: int | None = Field(None, ge=1, description="GPUs per node (null: all on one node)")
+    call_timeout: float = Field(3600.0, gt=0, description="seconds any blocking call to a trainer or reference actor "
+                                                          "may take before the run fails with the call's name")
 
 
 class RootConfig(BaseModel):
@@ -50,3 +56,8 @@ class RootConfig(BaseModel):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _placement(self) -> RootConfig:
+        place(self)  # every GPU-using actor fits the declared GPUs (else one line naming the role that does not)
+        return self

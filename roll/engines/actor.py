@@ -70,24 +70,36 @@ class EngineActor:
 class EngineGroup:
     """`num_engines` engine actors. `pick()` spreads episodes over them (round robin)."""
 
-    def __init__(self, actors: list[Any]) -> None:
+    def __init__(self, actors: list[Any], placement: Any = None) -> None:
         if not actors:
             raise ValueError("an engine group needs at least one actor")
         self.actors = actors
+        self.placement = placement  # the Ray placement group reserving the engines' resources, if any
         self._next = itertools.cycle(range(len(actors)))
 
     @classmethod
     def create(cls, model_path: str | Path, cfg: EngineConfig, dtype: str = "float32",
                ready_timeout: float = 600.0) -> EngineGroup:
         import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        from roll.ray_wait import get, wait_placement
+
+        # One bundle per engine, reserved before any engine starts: a layout the cluster cannot hold fails here,
+        # naming what is missing, instead of leaving actors pending forever.
+        bundle = {"CPU": cfg.num_cpus or 0.001, **({"GPU": cfg.num_gpus} if cfg.num_gpus else {})}
+        placement = wait_placement(placement_group([dict(bundle) for _ in range(cfg.num_engines)], strategy="PACK"),
+                                   ready_timeout, f"engines: placement of {cfg.num_engines} engine(s)")
         remote = ray.remote(EngineActor)
         actors = [remote.options(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_concurrency=1000,
-                                 runtime_env={"env_vars": engine_env(cfg)}, name=None)
-                  .remote(str(model_path), cfg.model_dump(), dtype) for _ in range(cfg.num_engines)]
-        group = cls(actors)
+                                 runtime_env={"env_vars": engine_env(cfg)}, name=None,
+                                 scheduling_strategy=PlacementGroupSchedulingStrategy(
+                                     placement, placement_group_bundle_index=index))
+                  .remote(str(model_path), cfg.model_dump(), dtype) for index in range(cfg.num_engines)]
+        group = cls(actors, placement)
         try:
-            ray.get([actor.ready.remote() for actor in actors], timeout=ready_timeout)
+            get([actor.ready.remote() for actor in actors], ready_timeout, "engines: start")
         except Exception:
             group.shutdown()
             raise
@@ -124,3 +136,8 @@ class EngineGroup:
             except Exception:  # noqa: BLE001 - killed below either way
                 pass
             ray.kill(actor)
+        if self.placement is not None:
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.placement)
+            self.placement = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class EngineConfig(BaseModel):
@@ -21,7 +21,19 @@ class EngineConfig(BaseModel):
     seed: int = 0
     num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per engine actor")
     num_gpus: float = Field(0.0, ge=0, description="Ray GPUs per engine actor (0 on CPU machines)")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism: GPUs one engine shards the model "
+                                                           "over (engine.num_gpus must equal it when > 1)")
     request_timeout: float = Field(300.0, gt=0, description="seconds before a generate call is abandoned")
     weight_sync_timeout: float = Field(300.0, gt=0, description="seconds to drain in-flight requests for new weights")
     hf_max_batch: int = Field(32, ge=1, description="hf backend: requests generated together")
     hf_batch_wait_ms: float = Field(5.0, ge=0, description="hf backend: wait this long to fill a batch")
+
+    @model_validator(mode="after")
+    def _tensor_parallel(self) -> EngineConfig:
+        if self.tensor_parallel_size > 1:
+            if self.backend == "hf":
+                raise ValueError("tensor_parallel_size > 1 needs the vllm backend (hf engines run on one device)")
+            if self.num_gpus != self.tensor_parallel_size:
+                raise ValueError(f"tensor_parallel_size={self.tensor_parallel_size} shards each engine over that many "
+                                 f"GPUs: set engine.num_gpus={self.tensor_parallel_size} (got {self.num_gpus:g})")
+        return self

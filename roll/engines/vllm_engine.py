@@ -29,6 +29,16 @@ def engine_env(cfg: EngineConfig) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def engine_arguments(model_path: str | Path, cfg: EngineConfig, dtype: str) -> dict[str, Any]:
+    """Keyword arguments of vLLM's EngineArgs for `cfg` (tensor parallelism: worker processes on the actor's GPUs)."""
+    parallel: dict[str, Any] = {"tensor_parallel_size": cfg.tensor_parallel_size}
+    if cfg.tensor_parallel_size > 1:
+        parallel["distributed_executor_backend"] = "mp"
+    return dict(model=str(model_path), dtype=dtype, enforce_eager=cfg.enforce_eager, max_model_len=cfg.max_model_len,
+                max_num_seqs=cfg.max_num_seqs, seed=cfg.seed, enable_prefix_caching=True,
+                gpu_memory_utilization=cfg.gpu_memory_utilization, logprobs_mode="processed_logprobs", **parallel)
+
+
 class VLLMEngine(ThreadedEngine):
     name = "vllm"
 
@@ -38,10 +48,7 @@ class VLLMEngine(ThreadedEngine):
             os.environ.setdefault(key, value)
         from vllm import EngineArgs, LLMEngine
 
-        args = EngineArgs(model=str(model_path), dtype=dtype, enforce_eager=cfg.enforce_eager,
-                          max_model_len=cfg.max_model_len, max_num_seqs=cfg.max_num_seqs, seed=cfg.seed,
-                          enable_prefix_caching=True, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                          logprobs_mode="processed_logprobs")
+        args = EngineArgs(**engine_arguments(model_path, cfg, dtype))
         self.engine = LLMEngine.from_engine_args(args)
         self.tokenizer = self.engine.get_tokenizer()
         self._inflight: dict[str, Request] = {}

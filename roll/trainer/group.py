@@ -15,6 +15,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from roll.config.training import TrainerConfig
+from roll.ray_wait import get, wait_placement
 from roll.engines.config import WeightSyncConfig
 from roll.trainer.actor import TrainerActor
 from roll.trainer.collective_sync import CollectiveWeightSync
@@ -56,14 +57,15 @@ def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 class TrainerGroup:
-    def __init__(self, model_path: str, cfg: TrainerConfig, total_steps: int = 1, name: str = "trainer"):
-        self.cfg, self.world_size = cfg, cfg.world_size
+    def __init__(self, model_path: str, cfg: TrainerConfig, total_steps: int = 1, name: str = "trainer",
+                 call_timeout: float = 3600.0):
+        self.cfg, self.world_size, self.call_timeout = cfg, cfg.world_size, call_timeout
         bundle = {"CPU": cfg.num_cpus_per_actor}
         if cfg.num_gpus_per_actor:
             bundle["GPU"] = cfg.num_gpus_per_actor
         self.placement = placement_group([dict(bundle) for _ in range(self.world_size)],
                                          strategy=cfg.placement_strategy, name=f"{name}-pg")
-        ray.get(self.placement.ready(), timeout=300)
+        wait_placement(self.placement, 300, f"{name}: placement of {self.world_size} rank(s)")
         remote = ray.remote(TrainerActor)
         self.actors = [
             remote.options(
@@ -73,20 +75,21 @@ class TrainerGroup:
             for rank in range(self.world_size)
         ]
         started = time.perf_counter()
-        addr, port = ray.get(self.actors[0].rendezvous.remote())
-        self.info = ray.get([actor.setup.remote(addr, port) for actor in self.actors])
+        addr, port = get(self.actors[0].rendezvous.remote(), call_timeout, f"{name} rank 0: rendezvous")
+        self.info = get([actor.setup.remote(addr, port) for actor in self.actors], call_timeout, f"{name}: setup")
         self.setup_s = time.perf_counter() - started
         self._collective: CollectiveWeightSync | None = None
 
     # ---- fan-out helpers ---------------------------------------------------------------------------------------
     def _all(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
-        return ray.get([getattr(actor, method).remote(*args, **kwargs) for actor in self.actors])
+        return get([getattr(actor, method).remote(*args, **kwargs) for actor in self.actors], self.call_timeout,
+                   f"trainer: {method}")
 
     def _sharded(self, method: str, per_rank: Sequence[Any], *args: Any, **kwargs: Any) -> list[Any]:
         if len(per_rank) != self.world_size:
             raise ValueError(f"{method}: got shares for {len(per_rank)} ranks, the group has {self.world_size}")
-        return ray.get([getattr(actor, method).remote(share, *args, **kwargs)
-                        for actor, share in zip(self.actors, per_rank)])
+        refs = [getattr(actor, method).remote(share, *args, **kwargs) for actor, share in zip(self.actors, per_rank)]
+        return get(refs, self.call_timeout, f"trainer: {method}")
 
     # ---- the trainer API ---------------------------------------------------------------------------------------
     def compute_logprobs(self, plan: Sequence[Sequence[Sequence[MicroBatch]]]) -> list[list[list[Any]]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 
+from roll.ray_wait import get
 from roll.trainer.batch import MicroBatch
 
 
@@ -34,13 +35,14 @@ class ReferenceModel:
     """One reference actor serving the whole plan (all ranks' micro-batches)."""
 
     def __init__(self, model_path: str, dtype: str = "float32", num_cpus: float = 0.01, num_gpus: float = 0.0,
-                 torch_threads: int | None = None):
+                 torch_threads: int | None = None, call_timeout: float = 3600.0):
+        self.call_timeout = call_timeout
         self.actor = ray.remote(ReferenceActor).options(num_cpus=num_cpus, num_gpus=num_gpus).remote(
             str(model_path), dtype, torch_threads)
 
     def compute_logprobs(self, plan: Sequence[Sequence[Sequence[MicroBatch]]]) -> list[list[list[Any]]]:
         flat = [mb for mini in plan for rank in mini for mb in rank]
-        answers = iter(ray.get(self.actor.compute_logprobs.remote(flat)))
+        answers = iter(get(self.actor.compute_logprobs.remote(flat), self.call_timeout, "reference: compute_logprobs"))
         return [[[next(answers) for _ in rank] for rank in mini] for mini in plan]
 
     def shutdown(self) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from roll.config import ConfigError, load_config
+from roll.config.placement import Slot, place
 from roll.config.training import ALGORITHM_NAMES, TrainerConfig
+from roll.engines.vllm_engine import engine_arguments
 from roll.trainer.ds_config import deepspeed_config
 from roll.trainer.update import groups_inside_loss, loss_params
 
@@ -69,7 +71,59 @@ def test_gpu_config_for_real_models_is_valid(tmp_path: Path) -> None:
     ds = deepspeed_config(cfg.trainer, cfg.trainer.world_size)
     assert ds["zero_optimization"]["stage"] == 3 and ds["bf16"] == {"enabled": True}
     assert ds["train_batch_size"] == cfg.trainer.world_size
-    gpus = cfg.trainer.world_size * cfg.trainer.num_gpus_per_actor + cfg.engine.num_engines * cfg.engine.num_gpus
-    assert gpus == 8  # one 8-GPU node
     with pytest.raises(ConfigError, match="model.path"):
         load_config("train_gpu")  # a real model must be named
+
+
+def test_gpu_config_places_every_role_on_its_own_declared_gpu(tmp_path: Path) -> None:
+    cfg = load_config("train_gpu", [f"model.path={_fake_checkpoint(tmp_path)}"])
+    slots = place(cfg)
+    assert sorted(slots) == sorted([f"engine {i}" for i in range(4)] + [f"trainer rank {r}" for r in range(4)])
+    used = [(s.node, g) for s in slots.values() for g in s.gpus]
+    assert len(used) == len(set(used)) == cfg.ray.num_gpus == 8  # every GPU once, nothing shared
+
+
+def test_a_kl_reference_that_needs_a_ninth_gpu_fails_at_load_naming_it(tmp_path: Path) -> None:
+    model = f"model.path={_fake_checkpoint(tmp_path)}"
+    with pytest.raises(ConfigError) as caught:
+        load_config("train_gpu", [model, "algorithm.kl_coef=0.05"])
+    message = str(caught.value)
+    assert "\n" not in message and "reference" in message and "9 GPUs" in message and "declares 8" in message
+    fitted = place(load_config("train_gpu", [model, "algorithm.kl_coef=0.05", "engine.num_engines=3"]))
+    assert "reference (algorithm.kl_coef > 0)" in fitted and len(fitted) == 8
+
+
+def test_gpu_demands_need_declared_gpus() -> None:
+    with pytest.raises(ConfigError, match="ray.num_gpus is not set"):
+        load_config("train", ["trainer.num_gpus_per_actor=1"])
+    assert place(load_config("train")) == {}  # the CPU default asks for no GPU
+
+
+def test_fractional_engines_share_a_gpu_and_nodes_bound_whole_gpu_demands() -> None:
+    shared = place(load_config("train", ["ray.num_gpus=1", "engine.num_engines=2", "engine.num_gpus=0.5"]))
+    assert shared["engine 0"] == shared["engine 1"] == Slot(0, (0,))
+    tp4 = ["engine.tensor_parallel_size=4", "engine.num_gpus=4", "engine.num_engines=2"]
+    two_nodes = place(load_config("train", ["ray.num_gpus=8", "ray.gpus_per_node=4", *tp4]))
+    assert {s.node for s in two_nodes.values()} == {0, 1} and all(len(s.gpus) == 4 for s in two_nodes.values())
+    with pytest.raises(ConfigError, match="engine 0 .*does not fit"):  # 4 GPUs per node: a TP-8 engine cannot fit
+        load_config("train", ["ray.num_gpus=8", "ray.gpus_per_node=4", "engine.tensor_parallel_size=8",
+                              "engine.num_gpus=8"])
+
+
+def test_tensor_parallel_size_is_validated_and_passed_to_vllm(tmp_path: Path) -> None:
+    from vllm import EngineArgs
+
+    model = f"model.path={_fake_checkpoint(tmp_path)}"
+    with pytest.raises(ConfigError, match="engine.num_gpus=2"):
+        load_config("train_gpu", [model, "engine.tensor_parallel_size=2"])  # 2-way TP on a 1-GPU engine
+    with pytest.raises(ConfigError, match="tensor_parallel_size > 1 needs the vllm backend"):
+        load_config("train_gpu", [model, "engine=hf", "engine.tensor_parallel_size=2", "engine.num_gpus=2"])
+    cfg = load_config("train_gpu", [model, "engine.tensor_parallel_size=2", "engine.num_gpus=2",
+                                    "engine.num_engines=2"])
+    assert [len(place(cfg)[f"engine {i}"].gpus) for i in range(2)] == [2, 2]
+    arguments = engine_arguments(cfg.model.path, cfg.engine, cfg.model.dtype)
+    assert arguments["tensor_parallel_size"] == 2 and arguments["distributed_executor_backend"] == "mp"
+    args = EngineArgs(**arguments)
+    assert args.tensor_parallel_size == 2
+    assert EngineArgs(**engine_arguments(cfg.model.path, load_config("train").engine, "float32")) \
+        .tensor_parallel_size == 1
