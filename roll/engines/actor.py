@@ -7,7 +7,9 @@
 
 Actor methods: generate(prompt_ids, sampling) -> result dict (see roll/engines/base.py), generate_batch(list, sampling)
 -> list, update_weights(weights, version, final=True) -> version, compute_logprobs(sequences) -> list[list[float]],
-get_policy_version() -> int, get_stats() -> dict, ready() -> backend name."""
+get_policy_version() -> int, get_stats() -> dict, ready() -> backend name; join_weight_sync(...) and
+receive_weights(plan, version) for pushes through a torch.distributed group (roll/engines/weight_sync.py).
+Every push must carry a newer version than the engine serves, and no push may be empty."""
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +17,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from roll.engines.base import ThreadedEngine, Weights
+from roll.engines.base import EngineError, ThreadedEngine, Weights
 from roll.engines.config import EngineConfig
 from roll.engines.vllm_engine import engine_env, vllm_available
+from roll.engines.weight_sync import Bucket, broadcast_bucket, join_group
 
 
 def build_engine(model_path: str | Path, cfg: EngineConfig, dtype: str = "float32") -> ThreadedEngine:
@@ -35,12 +38,25 @@ def build_engine(model_path: str | Path, cfg: EngineConfig, dtype: str = "float3
     return HFEngine(model_path, cfg, dtype)
 
 
+def verify_versions(actors: list[Any], version: int, timeout: float = 60.0) -> None:
+    """Raise EngineError unless every engine actor reports serving policy `version` (after a push of it)."""
+    import ray
+
+    served = ray.get([actor.get_policy_version.remote() for actor in actors], timeout=timeout)
+    wrong = {index: value for index, value in enumerate(served) if value != version}
+    if wrong:
+        raise EngineError(f"weight push of policy version {version} did not take: engine(s) "
+                          + ", ".join(f"#{index} serves version {value}" for index, value in wrong.items()))
+
+
 class EngineActor:
     """Wrapped by `ray.remote` in `EngineGroup.create`; an async actor (many concurrent generate calls)."""
 
     def __init__(self, model_path: str, cfg: dict[str, Any], dtype: str = "float32") -> None:
         self.cfg = EngineConfig.model_validate(cfg)
         self.engine = build_engine(model_path, self.cfg, dtype)
+        self._sync_group: Any = None
+        self._sync_device = "cpu"
 
     def ready(self) -> str:
         return self.engine.name
@@ -56,6 +72,39 @@ class EngineActor:
 
     async def compute_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         return await self.engine.compute_logprobs(sequences)
+
+    async def join_weight_sync(self, host: str, port: int, rank: int, world_size: int, backend: str,
+                               timeout_s: float) -> int:
+        """Join the trainer's weight-sync group as `rank` (see roll/engines/weight_sync.py)."""
+        self._sync_group = await asyncio.to_thread(join_group, host, port, rank, world_size, backend, timeout_s)
+        self._sync_device = "cuda" if backend == "nccl" else "cpu"
+        return rank
+
+    async def receive_weights(self, plan: list[Bucket], version: int) -> int:
+        """Receive one push over the sync group, loading each bucket in place; returns the version served."""
+        return await asyncio.to_thread(self._receive_weights, plan, version)
+
+    def _receive_weights(self, plan: list[Bucket], version: int) -> int:
+        if self._sync_group is None:
+            raise EngineError("receive_weights before join_weight_sync")
+        if not plan:
+            raise ValueError("weight update with no weights")
+        refusal: Exception | None = None
+        try:
+            self.engine.check_push_version(version)
+        except ValueError as exc:
+            refusal = exc
+        for index, bucket in enumerate(plan):
+            # A refused or failed push still takes its part in every broadcast: the sender must not hang.
+            tensors = broadcast_bucket(self._sync_group, bucket, None, self._sync_device)
+            if refusal is None:
+                try:
+                    self.engine.update_weights_sync(tensors, version, final=index == len(plan) - 1)
+                except Exception as exc:  # noqa: BLE001 - raised once the broadcast is over
+                    refusal = exc
+        if refusal is not None:
+            raise refusal
+        return self.engine.policy_version
 
     def get_policy_version(self) -> int:
         return self.engine.policy_version
@@ -112,8 +161,13 @@ class EngineGroup:
         """Push (a chunk of) weights to every engine; returns once all serve `version` (after the final chunk)."""
         import ray
 
-        ref = ray.put(dict(weights) if not isinstance(weights, dict) else weights)
+        weights = dict(weights) if not isinstance(weights, dict) else weights
+        if not weights:
+            raise ValueError("weight update with no weights")
+        ref = ray.put(weights)
         ray.get([actor.update_weights.remote(ref, version, final) for actor in self.actors], timeout=timeout)
+        if final:
+            verify_versions(self.actors, version)
         return version
 
     def policy_version(self, timeout: float = 60.0) -> int:

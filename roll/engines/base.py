@@ -97,6 +97,7 @@ class ThreadedEngine(ABC):
         self.max_model_len = max_model_len
         self.weight_sync_timeout = weight_sync_timeout
         self.policy_version = 0
+        self._partial_version: int | None = None  # between the first and the final chunk of a weight update
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.stats: dict[str, float] = {"requests": 0, "completion_tokens": 0, "prompt_tokens": 0,
                                         "weight_updates": 0, "aborted": 0}
@@ -144,6 +145,9 @@ class ThreadedEngine(ABC):
         """Load (a chunk of) new weights. Admissions pause until the final chunk; the version applies with it."""
         self._check_alive()
         items = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
+        if not items:
+            raise ValueError("weight update with no weights")
+        self._check_version(int(version))  # fail fast; the serving thread checks again when it applies the update
         update = WeightUpdate(items, int(version), final, cf.Future())
         self.inbox.put(update)
         return update.future.result(timeout or self.weight_sync_timeout + 60)
@@ -187,12 +191,28 @@ class ThreadedEngine(ABC):
             pass
         return items
 
+    def check_push_version(self, version: int) -> None:
+        """Raise ValueError if a push of `version` would be refused (not newer than the served policy)."""
+        self._check_version(int(version))
+
+    def _check_version(self, version: int) -> None:
+        """A push must be newer than the served policy, and every chunk of one update carries the same version."""
+        if version <= self.policy_version:
+            raise ValueError(f"refusing weights of policy version {version}: this engine already serves version "
+                             f"{self.policy_version} (versions must increase)")
+        if self._partial_version is not None and version != self._partial_version:
+            raise ValueError(f"refusing weights of policy version {version} in the middle of the update to version "
+                             f"{self._partial_version}")
+
     def _apply_update(self, update: WeightUpdate) -> None:
         try:
+            self._check_version(update.version)
+            self._partial_version = update.version
             self._load_weights(update.weights)
             if update.final:
                 self._after_weights()
                 self.policy_version = update.version
+                self._partial_version = None
                 self.stats["weight_updates"] += 1
             _resolve(update.future, self.policy_version)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, the engine keeps serving

@@ -37,3 +37,17 @@ class EngineConfig(BaseModel):
                 raise ValueError(f"tensor_parallel_size={self.tensor_parallel_size} shards each engine over that many "
                                  f"GPUs: set engine.num_gpus={self.tensor_parallel_size} (got {self.num_gpus:g})")
         return self
+
+
+class WeightSyncConfig(BaseModel):
+    """The `sync` config section: how the trainer's weights reach the engines after each update."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["collective", "object_store"] = Field(
+        "collective", description="collective: torch.distributed broadcast from trainer rank 0 to the engines (gloo "
+                                  "on CPU, NCCL on GPUs); object_store: buckets through Ray's object store")
+    bucket_bytes: int = Field(1 << 30, ge=1, description="weights sent per bucket (cut at layer boundaries)")
+    master_addr: str = Field("127.0.0.1", description="collective: address trainer rank 0 hosts the group's store on "
+                                                      "(its node's address when engines run on other nodes)")
+    timeout_s: float = Field(600.0, gt=0, description="collective: seconds any member waits in the group")

@@ -54,7 +54,6 @@ class VLLMEngine(ThreadedEngine):
         self._inflight: dict[str, Request] = {}
         self._backlog: deque[Request] = deque()
         self._updates: deque[WeightUpdate] = deque()
-        self._updating = False  # between the first and the final chunk of a weight update
         self._drain_started: float | None = None
         self.start()
 
@@ -73,7 +72,7 @@ class VLLMEngine(ThreadedEngine):
                     self._finish(output)
 
     def _paused(self) -> bool:
-        return bool(self._updates) or self._updating
+        return bool(self._updates) or self._partial_version is not None  # mid-update: never mixed weights
 
     def _accept(self, item: Any) -> None:
         if isinstance(item, Request):
@@ -98,7 +97,6 @@ class VLLMEngine(ThreadedEngine):
         while self._updates:
             update = self._updates.popleft()
             self._apply_update(update)
-            self._updating = not update.final
 
     def _params(self, request: Request):
         from vllm import SamplingParams

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from roll.config.training import TrainerConfig
+from roll.engines.actor import verify_versions
+from roll.engines.weight_sync import (Bucket, TensorSpec, backend_for_device, join_group, open_store, plan_buckets,
+                                      send_buckets)
 from roll.trainer.batch import MicroBatch
 
 DS_TAG = "deepspeed"
@@ -27,15 +30,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _layer_of(name: str) -> str:
-    """'model.layers.3' for 'model.layers.3.self_attn.q_proj.weight'; the module path for anything else."""
-    parts = name.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part.isdigit():
-            return ".".join(parts[: i + 1])
-    return ".".join(parts[:-1])
 
 
 def lr_lambda(cfg: TrainerConfig, total_steps: int):
@@ -77,6 +71,13 @@ class TrainerActor:
         started = time.perf_counter()
         import torch
 
+        from roll.trainer.ds_config import deepspeed_config, runtime_problem
+
+        problem = runtime_problem(self.cfg, cuda_available=torch.cuda.is_available(),
+                                  accelerate_installed=importlib.util.find_spec("accelerate") is not None,
+                                  ds_accelerator=os.environ.get("DS_ACCELERATOR"), torch_version=torch.__version__)
+        if problem:
+            raise RuntimeError(problem)
         os.environ.setdefault("DS_ACCELERATOR", "cpu" if not torch.cuda.is_available() else "cuda")
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
                           WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
@@ -84,9 +85,10 @@ class TrainerActor:
         from deepspeed.accelerator import get_accelerator
         from transformers import AutoModelForCausalLM
 
-        from roll.trainer.ds_config import deepspeed_config
-
         accel = get_accelerator()
+        if (self.cfg.num_gpus_per_actor > 0 or self.cfg.backend == "nccl") and accel.device_name() == "cpu":
+            raise RuntimeError(f"DeepSpeed chose the CPU accelerator but the trainer config asks for GPUs: check "
+                               f"DS_ACCELERATOR={os.environ.get('DS_ACCELERATOR')} and the torch build")
         backend = self.cfg.backend if self.cfg.backend != "auto" else ("nccl" if accel.device_name() == "cuda" else
                                                                         "gloo")
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False, rank=self.rank,
@@ -95,9 +97,9 @@ class TrainerActor:
         self._seed_everything(self.cfg.seed)
         ds_config = deepspeed_config(self.cfg, self.world_size)
         dtype = getattr(torch, self.cfg.dtype)
-        if self.cfg.zero_stage == 3 and importlib.util.find_spec("accelerate") is not None:
-            # Partition the weights while loading (zero.Init): a big model never sits whole on one rank. Without
-            # `accelerate` transformers cannot do this; each rank then loads the full model and initialize partitions.
+        if self.cfg.zero_stage == 3:
+            # Partition the weights while loading (zero.Init): a big model never sits whole on one rank (transformers
+            # needs `accelerate` for it, checked above).
             from transformers.integrations import HfDeepSpeedConfig
 
             self._hf_ds_config = HfDeepSpeedConfig(ds_config)
@@ -179,17 +181,18 @@ class TrainerActor:
                 "tokens": tokens, "time_s": time.perf_counter() - started}
 
     # ---- weights out -------------------------------------------------------------------------------------------
-    def iter_weights(self):
-        """(name, CPU tensor) for every parameter, HF names; rank 0 gets the tensors, other ranks None. Under ZeRO-3
-        each parameter is gathered in turn, every rank taking part (so all ranks must iterate to the end)."""
+    def iter_weights(self, device: str = "cpu"):
+        """(name, tensor copied to `device`) for every parameter, HF names; rank 0 gets the tensors, other ranks None.
+        Under ZeRO-3 each parameter is gathered in turn, every rank taking part (so all ranks must iterate to the end).
+        """
         import deepspeed
 
         for name, param in self.engine.module.named_parameters():
             if hasattr(param, "ds_id"):  # ZeRO-3 partitioned
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
-                    yield name, param.detach().to("cpu", copy=True) if self.rank == 0 else None
+                    yield name, param.detach().to(device, copy=True) if self.rank == 0 else None
             else:
-                yield name, param.detach().to("cpu", copy=True) if self.rank == 0 else None
+                yield name, param.detach().to(device, copy=True) if self.rank == 0 else None
 
     def gather_state_dict(self) -> dict[str, Any] | None:
         """The full weights (HF names) on rank 0 as CPU tensors, None on other ranks. Collective under ZeRO-3."""
@@ -208,28 +211,63 @@ class TrainerActor:
         gather_s = push_s = 0.0
         sent = 0
         bucket: dict[str, Any] = {}
-        size = 0
         clock = time.perf_counter()
-        names = [name for name, _ in self.engine.module.named_parameters()]
-        for index, (name, tensor) in enumerate(self.iter_weights()):
+        plan = self.weight_plan(bucket_bytes)
+        bucket_last = {planned[-1].name for planned in plan}
+        for name, tensor in self.iter_weights():
             if self.rank != 0:
                 continue
             bucket[name] = tensor
-            size += tensor.numel() * tensor.element_size()
-            last = index == len(names) - 1
-            # A bucket ends only between layers: the engine fuses a layer's projections (q/k/v, gate/up) on load.
-            if last or (size >= bucket_bytes and _layer_of(names[index + 1]) != _layer_of(name)):
+            if name in bucket_last:
                 gather_s += time.perf_counter() - clock
                 clock = time.perf_counter()
                 ref = ray.put(bucket)
-                ray.get([engine.update_weights.remote(ref, version, last) for engine in engines])
-                sent += size
-                bucket, size = {}, 0
+                final = name == plan[-1][-1].name
+                ray.get([engine.update_weights.remote(ref, version, final) for engine in engines])
+                sent += sum(t.numel() * t.element_size() for t in bucket.values())
+                bucket = {}
                 push_s += time.perf_counter() - clock
                 clock = time.perf_counter()
         if self.rank != 0:
             gather_s = time.perf_counter() - started
+        else:
+            if not sent:
+                raise ValueError("weight push with no weights")
+            verify_versions(engines, version)
         return {"gather_s": gather_s, "push_s": push_s, "bytes": float(sent)}
+
+    # ---- weights out through the collective group (roll/engines/weight_sync.py) -----------------------------------
+    def _weight_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(name, tuple(getattr(p, "ds_shape", p.shape)), str(p.dtype).removeprefix("torch."))
+                for name, p in self.engine.module.named_parameters()]
+
+    def weight_plan(self, bucket_bytes: int) -> list[Bucket]:
+        """The buckets of a collective push (the same on every rank)."""
+        return plan_buckets(self._weight_specs(), bucket_bytes)
+
+    def open_weight_sync(self, host: str, timeout_s: float) -> tuple[int, str]:
+        """Rank 0: host the sync group's store; returns its port and the group's backend (by this rank's device)."""
+        self._sync_store, port = open_store(host, timeout_s)
+        return port, backend_for_device(str(self.device))
+
+    def join_weight_sync(self, host: str, port: int, world_size: int, timeout_s: float) -> int:
+        """Rank 0: join the sync group as its rank 0 (with the engines as ranks 1..world_size-1)."""
+        self._sync_group = join_group(host, port, 0, world_size, backend_for_device(str(self.device)), timeout_s,
+                                      store=self._sync_store)
+        return 0
+
+    def broadcast_weights(self, plan: list[Bucket]) -> dict[str, float]:
+        """Every rank: gather the weights (ZeRO-3 needs all ranks); rank 0 broadcasts them bucket by bucket."""
+        started = time.perf_counter()
+        weights = self.iter_weights(device=str(self.device))
+        if self.rank != 0:
+            for _ in weights:
+                pass
+            return {"gather_s": time.perf_counter() - started, "push_s": 0.0, "bytes": 0.0}
+        if not plan:
+            raise ValueError("weight push with no weights")
+        sent = send_buckets(self._sync_group, plan, weights, str(self.device))
+        return {"gather_s": 0.0, "push_s": time.perf_counter() - started, "bytes": float(sent)}
 
     def save_hf(self, directory: str, tokenizer_source: str | None = None) -> str | None:
         """Write the current weights as a Hugging Face checkpoint (rank 0) with the tokenizer of the source model."""

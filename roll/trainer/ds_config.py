@@ -33,3 +33,25 @@ def deepspeed_config(cfg: TrainerConfig, world_size: int) -> dict[str, Any]:
     elif cfg.dtype == "float16":
         config["fp16"] = {"enabled": True, "initial_scale_power": 16}
     return config
+
+
+def runtime_problem(cfg: TrainerConfig, *, cuda_available: bool, accelerate_installed: bool,
+                    ds_accelerator: str | None, torch_version: str = "") -> str | None:
+    """Why this trainer config cannot run as asked on this machine (one line naming the fix), or None.
+
+    Both cases used to degrade silently: a GPU config on a CPU build of torch trained on the CPU, and ZeRO-3 without
+    `accelerate` loaded the whole model on every rank before partitioning it."""
+    wants_gpu = cfg.num_gpus_per_actor > 0 or cfg.backend == "nccl"
+    asked = f"trainer.num_gpus_per_actor={cfg.num_gpus_per_actor:g}, trainer.backend={cfg.backend}"
+    if wants_gpu and not cuda_available:
+        return (f"the trainer config asks for GPUs ({asked}) but torch {torch_version} has no CUDA: install a CUDA "
+                "build of torch, or use the CPU trainer config (trainer=cpu: num_gpus_per_actor=0, backend=auto)")
+    if wants_gpu and ds_accelerator not in (None, "", "cuda"):
+        return (f"DS_ACCELERATOR={ds_accelerator} but the trainer config asks for GPUs ({asked}): unset "
+                "DS_ACCELERATOR (scripts/env.sh sets it to cpu only where libcuda is missing) or set it to cuda")
+    if ds_accelerator == "cuda" and not cuda_available:
+        return f"DS_ACCELERATOR=cuda but torch {torch_version} has no CUDA: unset DS_ACCELERATOR or set it to cpu"
+    if cfg.zero_stage == 3 and not accelerate_installed:
+        return ("trainer.zero_stage=3 needs the `accelerate` package to partition the weights while loading (without "
+                "it every rank loads the whole model): pip install accelerate")
+    return None

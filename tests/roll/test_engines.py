@@ -136,3 +136,49 @@ def test_vllm_weight_update_drains_and_tags_versions(vllm_group, hf_model) -> No
     changed.load_state_dict(new)
     assert torch.allclose(torch.tensor(new_result["logprobs"]),
                           reference_logprobs(changed.eval(), PROMPT, new_result["token_ids"]), atol=TOL)
+
+
+def test_hf_engine_refuses_stale_versions_and_empty_pushes(tiny_model_path: Path, hf_model) -> None:
+    from roll.engines.hf_engine import HFEngine
+
+    engine = HFEngine(tiny_model_path, EngineConfig(backend="hf", hf_batch_wait_ms=0))
+    try:
+        own = hf_model.state_dict()
+        with pytest.raises(ValueError, match="no weights"):
+            engine.update_weights_sync({}, version=1)
+        with pytest.raises(ValueError, match="already serves version 0"):
+            engine.update_weights_sync(own, version=0)
+        assert engine.update_weights_sync(own, version=4) == 4
+        with pytest.raises(ValueError, match="already serves version 4"):  # an older push never overwrites newer
+            engine.update_weights_sync(perturbed(hf_model), version=3)
+        names = list(own)
+        engine.update_weights_sync({n: own[n] for n in names[:2]}, version=6, final=False)
+        with pytest.raises(ValueError, match="middle of the update to version 6"):
+            engine.update_weights_sync({n: own[n] for n in names[2:]}, version=7)
+        assert engine.update_weights_sync({n: own[n] for n in names[2:]}, version=6) == 6
+        result = engine.generate_sync(PROMPT, {"max_tokens": 4}, timeout=60)
+        assert result["policy_version"] == 6
+        assert torch.allclose(torch.tensor(result["logprobs"]),  # the refused pushes changed no weight
+                              reference_logprobs(hf_model, PROMPT, result["token_ids"]), atol=TOL)
+    finally:
+        engine.close()
+
+
+def test_vllm_refuses_a_stale_push_and_keeps_serving(vllm_group, hf_model) -> None:
+    import ray
+
+    from roll.engines.actor import verify_versions
+
+    current = vllm_group.policy_version()
+    with pytest.raises(ValueError, match=f"already serves version {current}"):
+        vllm_group.update_weights(perturbed(hf_model, seed=9), version=current)
+    with pytest.raises(ValueError, match="no weights"):
+        vllm_group.update_weights({}, version=current + 1)
+    assert vllm_group.policy_version() == current
+    result = ray.get(vllm_group.actors[0].generate.remote(PROMPT, {"max_tokens": 8}), timeout=120)  # not paused
+    assert result["policy_version"] == current
+    assert torch.allclose(torch.tensor(result["logprobs"]),
+                          reference_logprobs(hf_model, PROMPT, result["token_ids"]), atol=TOL)
+    verify_versions(vllm_group.actors, current)
+    with pytest.raises(Exception, match=f"did not take: engine\\(s\\) #0 serves version {current}"):
+        verify_versions(vllm_group.actors, current + 1)

@@ -79,7 +79,10 @@ def test_staleness_bound(engines, tiny_model_path: Path) -> None:
         while len(stale.ready) < 2 and time.monotonic() < deadline:  # generated in the background (k = 1)
             time.sleep(0.2)
         assert len(stale.ready) == 2
-        engines.update_weights({}, version=base + 2)  # two versions newer: the background groups are too old now
+        from transformers import AutoModelForCausalLM
+
+        own = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32).state_dict()
+        engines.update_weights(own, version=base + 2)  # two versions newer: the background groups are too old now
         second = stale.collect(policy_version=base + 2, timeout=300)
     assert second.stats["stale_dropped"] == 2
     assert all(v >= base + 1 for t in second.trajectories for v in t.metadata["policy_versions"])

@@ -174,3 +174,32 @@ def test_reference_model_feeds_the_kl_term(ray_local, tiny_model_path: Path) -> 
         group.shutdown()
         reference.shutdown()
     assert kls[0] == pytest.approx(0.0, abs=1e-7) and kls[1] > 1e-6
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU build of torch")
+def test_gpu_trainer_config_on_cpu_torch_is_a_clear_error(tiny_model_path: Path) -> None:
+    from roll.trainer.actor import TrainerActor
+
+    actor = TrainerActor(str(tiny_model_path), TrainerConfig(num_gpus_per_actor=1).model_dump(), 0, 1)
+    with pytest.raises(RuntimeError, match="has no CUDA: install a CUDA build of torch, or use the CPU trainer"):
+        actor.setup("127.0.0.1", 1)  # fails before joining any process group
+    assert actor.engine is None
+
+
+def test_deepspeed_runtime_problems_name_their_fix() -> None:
+    import importlib.util
+
+    from roll.trainer.ds_config import runtime_problem
+
+    def problem(cfg: TrainerConfig, cuda: bool = False, accelerate: bool = True, accelerator: str | None = None):
+        return runtime_problem(cfg, cuda_available=cuda, accelerate_installed=accelerate, ds_accelerator=accelerator)
+
+    zero3 = TrainerConfig(zero_stage=3)
+    assert "pip install accelerate" in problem(zero3, accelerate=False)
+    assert problem(zero3, accelerate=importlib.util.find_spec("accelerate") is not None) is None  # this machine
+    gpu = TrainerConfig(num_gpus_per_actor=1, backend="nccl")
+    assert "unset DS_ACCELERATOR" in problem(gpu, cuda=True, accelerator="cpu")
+    assert problem(gpu, cuda=True, accelerator=None) is None
+    assert "has no CUDA" in problem(TrainerConfig(backend="nccl"))
+    assert "DS_ACCELERATOR=cuda" in problem(TrainerConfig(), accelerator="cuda")
+    assert problem(TrainerConfig(), accelerator="cpu") is None

@@ -8,15 +8,18 @@ import pytest
 import torch
 
 from roll.config.training import AlgorithmConfig, TrainerConfig
-from roll.engines.config import EngineConfig
+from roll.engines.config import EngineConfig, WeightSyncConfig
 from roll.trainer.update import attach, prepare, run_update
 from tests.roll.test_train_trainer import make_samples
 
 
-@pytest.mark.parametrize("world_size,stage", [pytest.param(1, 2, id="ws1-zero2"),
-                                              pytest.param(2, 3, id="ws2-zero3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("world_size,stage,method", [
+    pytest.param(1, 2, "object_store", id="ws1-zero2-object_store"),
+    pytest.param(1, 2, "collective", id="ws1-zero2-collective"),
+    pytest.param(2, 3, "collective", id="ws2-zero3-collective"),
+    pytest.param(2, 3, "object_store", id="ws2-zero3-object_store", marks=pytest.mark.slow)])
 def test_engine_logprobs_equal_trainer_logprobs_after_sync(ray_local, tiny_model_path: Path, world_size: int,
-                                                           stage: int) -> None:
+                                                           stage: int, method: str) -> None:
     from transformers import AutoConfig
 
     from roll.engines.actor import EngineGroup
@@ -38,12 +41,19 @@ def test_engine_logprobs_equal_trainer_logprobs_after_sync(ray_local, tiny_model
         trained = group.sequence_logprobs(sequences)
         assert max(abs(a - b) for s, t in zip(stale, trained) for a, b in zip(s, t)) > 1e-3  # weights did move
 
-        timing = group.push_weights(engines.actors, version=1, bucket_bytes=1 << 20)  # ~5 buckets of 1 MiB
+        sync = WeightSyncConfig(method=method, bucket_bytes=1 << 20)  # ~5 buckets of 1 MiB
+        timing = group.push_weights(engines.actors, version=1, sync=sync)
         assert engines.policy_version() == 1
         assert timing["sync_s"] > 0 and timing["sync_bytes"] > 0
         synced = ray.get(engines.actors[0].compute_logprobs.remote(sequences))
         for engine_lp, trainer_lp in zip(synced, trained):
             torch.testing.assert_close(torch.tensor(engine_lp), torch.tensor(trainer_lp), rtol=0, atol=1e-5)
+
+        with pytest.raises(Exception, match="already serves version 1"):  # the engine refuses, the push fails
+            group.push_weights(engines.actors, version=1, sync=sync)
+        assert engines.policy_version() == 1
+        group.push_weights(engines.actors, version=2, sync=sync)  # the same group, once more
+        assert engines.policy_version() == 2
     finally:
         group.shutdown()
         engines.shutdown()
