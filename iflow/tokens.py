@@ -35,11 +35,22 @@ class ApproxCounter:
 
 
 class TokenizerCounter:
+    """Counts and cuts text as the model will see it. `encode` is for text that is not the chat template's own
+    framing (observations, tasks, user and system messages, the model's text): special-token text in it, such as
+    an observation holding `<|im_end|>` or `<|im_start|>system`, stays plain characters and can never become a real
+    special token (a forged role boundary). `encode_template` parses special tokens: for the template's framing only.
+    """
+
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True,
+                                   verbose=False)["input_ids"])
+
+    def encode_template(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=False,
+                                   verbose=False)["input_ids"])
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
@@ -56,6 +67,10 @@ class TokenizerCounter:
 
 class TemplateNotIncremental(ValueError):
     """The chat template does not render a conversation as a plain concatenation of message blocks."""
+
+
+class TemplateAltersContent(ValueError):
+    """The chat template does not put message contents into the prompt verbatim (fail closed: no prompt)."""
 
 
 _PROBE = {"system": "qzSYSTEMqz", "user": "qzUSERONEqz", "assistant": "qzASSISTANTqz", "user2": "qzUSERTWOqz"}
@@ -78,8 +93,24 @@ class ChatTemplateRenderer:
                                                   add_generation_prompt=add_generation_prompt, **kwargs)
 
     def render(self, messages: list[dict[str, Any]]) -> list[int]:
-        """The full prompt for `messages`, ending with the assistant header."""
-        return self.counter.encode(self.text(messages))
+        """The full prompt for `messages`, ending with the assistant header. The template's framing is tokenized
+        with special tokens, every message's content as plain text (see `TokenizerCounter`): the template is
+        rendered with a placeholder for each content, and the pieces between placeholders are the framing."""
+        contents = [message.get("content") for message in messages]
+        placeholders = [f"qzCONTENT{index}qz" if isinstance(content, str) else None
+                        for index, content in enumerate(contents)]
+        stand_ins = [{**message, "content": placeholder} if placeholder else message
+                     for message, placeholder in zip(messages, placeholders)]
+        framed = self.text(stand_ins)
+        pieces = [(placeholder, content) for placeholder, content in zip(placeholders, contents) if placeholder]
+        if any(framed.count(placeholder) != 1 for placeholder, _ in pieces):
+            raise TemplateAltersContent("the chat template changes message contents; cannot tell them from its "
+                                        "framing to tokenize them safely")
+        ids, rest = [], framed
+        for placeholder, content in sorted(pieces, key=lambda piece: framed.index(piece[0])):
+            before, rest = rest.split(placeholder, 1)
+            ids += self.counter.encode_template(before) + self.counter.encode(content)
+        return ids + self.counter.encode_template(rest)
 
     def _probe(self) -> None:
         p = _PROBE
@@ -100,7 +131,7 @@ class ChatTemplateRenderer:
         if user_block.count(p["user2"]) != 1:
             raise TemplateNotIncremental("the user block does not contain its content exactly once")
         self.user_prefix, self.user_suffix = user_block.split(p["user2"])
-        close_ids = self.counter.encode(self.assistant_close)
+        close_ids = self.counter.encode_template(self.assistant_close)
         special = set(getattr(self.tokenizer, "all_special_ids", []) or [])
         self.end_of_turn_id = close_ids[0] if close_ids and close_ids[0] in special else None
         self.end_of_turn_text = self.tokenizer.decode([self.end_of_turn_id]) if self.end_of_turn_id is not None else ""
@@ -115,5 +146,8 @@ class ChatTemplateRenderer:
         close = self.assistant_close
         if self.end_of_turn_id is not None and completion_ids and completion_ids[-1] == self.end_of_turn_id:
             close = close[len(self.end_of_turn_text):]
-        users = "".join(self.user_prefix + content + self.user_suffix for content in user_contents)
-        return self.counter.encode(close + users + self.generation_prompt)
+        ids, framing = [], close
+        for content in user_contents:  # the same pieces as `render`: framing between contents, then contents
+            ids += self.counter.encode_template(framing + self.user_prefix) + self.counter.encode(content)
+            framing = self.user_suffix
+        return ids + self.counter.encode_template(framing + self.generation_prompt)
