@@ -70,7 +70,7 @@ class RLDriver:
             driver_state = load_driver_state(checkpoint)
             self.start_step, self.version = int(driver_state["step"]), int(driver_state["policy_version"])
             self.evals = dict(driver_state.get("evals", {}))
-            self.trainer.push_weights(self.engines.actors, self.version)
+            self.trainer.push_weights(self.engines.actors, self.version, sync=cfg.sync)
             self.store.discard_after(self.start_step + 1)
             self.console.print(f"resumed from {checkpoint} (step {self.start_step}, policy version {self.version})")
         self.logger = MetricsLogger(self.run_dir, cfg.metrics, config=cfg.model_dump(mode="json"),
@@ -122,7 +122,7 @@ class RLDriver:
             train.update(mismatch_stats(update))
 
         self.version = step
-        sync = self.trainer.push_weights(self.engines.actors, self.version)  # in memory, version-tagged
+        sync = self.trainer.push_weights(self.engines.actors, self.version, sync=cfg.sync)  # version-checked
 
         metrics = self.step_metrics(batch, train, times, sync, samples, filtered_groups)
         metrics.update(built.stats)  # truncated_frac

@@ -11,7 +11,7 @@ from iflow.config import AgentConfig
 from rock.config import SandboxConfig
 from roll.config.placement import place
 from roll.config.training import AlgorithmConfig, EvalConfig, LoopConfig, MetricsConfig, SFTConfig, TrainerConfig
-from roll.engines.config import EngineConfig
+from roll.engines.config import EngineConfig, WeightSyncConfig
 from roll.models.config import ModelConfig
 from roll.rollout.config import RolloutConfig
 from roll.tasks.config import TaskConfig
@@ -56,6 +56,7 @@ class RootConfig(BaseModel):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    sync: WeightSyncConfig = Field(default_factory=WeightSyncConfig)  # trainer -> engines weights
 
     @model_validator(mode="after")
     def _placement(self) -> RootConfig:
