@@ -18,7 +18,7 @@ from rich.console import Console
 from roll.config.placement import check_cluster
 from roll.config.schema import RootConfig
 from roll.metrics import MetricsLogger, Progress
-from roll.run_state import TrajectoryStore, restore_scheduler, scheduler_state
+from roll.run_state import TrajectoryStore, lr_horizon, restore_scheduler, scheduler_state
 from roll.tasks.corpus import resolve_model_path
 from roll.trainer.batch import build_samples
 from roll.trainer.checkpoint import CheckpointManager, load_driver_state, resolve_resume
@@ -37,6 +37,7 @@ class RLDriver:
         self.store = TrajectoryStore(self.run_dir)
         self._ray_started = False
         self._checkpoint_s: float | None = None
+        self.lr_horizon = 0
 
     # ---- set-up -------------------------------------------------------------------------------------------------
     def setup(self) -> RLDriver:
@@ -55,8 +56,11 @@ class RLDriver:
         checkpoint = resolve_resume(cfg.loop.resume, self.run_dir) if cfg.loop.resume else None
         with self.console.status("starting engines and trainer"):
             self.engines = EngineGroup.create(self.model_path, cfg.engine, dtype=cfg.model.dtype)
-            updates = cfg.loop.steps * cfg.trainer.mini_batches * cfg.trainer.epochs
-            self.trainer = TrainerGroup(str(self.model_path), cfg.trainer, total_steps=updates,
+            saved = load_driver_state(checkpoint, restore_rng=False) if checkpoint is not None else None
+            self.lr_horizon, warning = lr_horizon(cfg, saved)  # fixed at the first start (see roll/run_state.py)
+            if warning:
+                self.console.print(f"[yellow]{warning}[/yellow]")
+            self.trainer = TrainerGroup(str(self.model_path), cfg.trainer, total_steps=self.lr_horizon,
                                         call_timeout=cfg.ray.call_timeout)
             if cfg.algorithm.kl_coef > 0:
                 from roll.trainer.reference import ReferenceModel
@@ -160,7 +164,7 @@ class RLDriver:
 
     def checkpoint(self, step: int) -> Path:
         state = {"policy_version": self.version, "scheduler": scheduler_state(self.scheduler), "evals": self.evals,
-                 "config": self.cfg.model_dump(mode="json")}
+                 "config": self.cfg.model_dump(mode="json"), "lr_horizon": self.lr_horizon}
         return self.checkpoints.save(step, self.trainer.save_checkpoint, state)
 
     def step_metrics(self, batch, train: dict[str, Any], times: dict[str, float], sync: dict[str, float],

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -12,7 +12,8 @@ from roll.tasks.schema import TaskRecord
 
 
 class TaskStream:
-    """Tasks in a seeded random order, reshuffled every pass (or in file order with shuffle=False)."""
+    """Tasks in a seeded random order, reshuffled every pass (or in file order with shuffle=False). Tasks put back
+    with `requeue` (drawn by groups a resumed run never finished) come out first, without counting as new draws."""
 
     def __init__(self, tasks: Sequence[TaskRecord], seed: int = 0, shuffle: bool = True) -> None:
         if not tasks:
@@ -22,8 +23,18 @@ class TaskStream:
         self.shuffle = shuffle
         self.order: list[int] = []
         self.drawn = 0
+        self.requeued: deque[TaskRecord] = deque()
+        self._by_id = {task.id: task for task in reversed(self.tasks)}  # the first task of an id wins
+
+    def requeue(self, task_ids: Sequence[str]) -> None:
+        missing = [task_id for task_id in task_ids if task_id not in self._by_id]
+        if missing:
+            raise ValueError(f"cannot requeue tasks that are not in the task set: {missing[:5]}")
+        self.requeued.extend(self._by_id[task_id] for task_id in task_ids)
 
     def next(self) -> TaskRecord:
+        if self.requeued:
+            return self.requeued.popleft()
         if not self.order:
             self.order = list(range(len(self.tasks)))
             if self.shuffle:
@@ -44,6 +55,7 @@ class Group:
     inflight: set[int] = field(default_factory=set)
     dropped: bool = False
     launch_version: int = 0
+    index: int = 0  # the scheduler's running count: groups are made (and their tasks drawn) in this order
 
     @property
     def complete(self) -> bool:

@@ -89,6 +89,22 @@ class RolloutScheduler:
     def _call(self, coroutine: Any, timeout: float | None) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
+    def on_loop(self, function: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Run `function` on the scheduling loop (between its steps), or here when the loop is not running."""
+        if not self._thread.is_alive():
+            return function()
+
+        async def call() -> Any:
+            return function()
+
+        return self._call(call(), timeout)
+
+    def unfinished_task_ids(self) -> list[str]:
+        """Tasks drawn for groups not yet handed to the trainer (generated ahead, or still running), in draw order,
+        then tasks put back but not drawn again: what a run resumed from this moment must roll out again."""
+        groups = sorted([g for g in [*self.ready, *self.active.values()] if not g.dropped], key=lambda g: g.index)
+        return [g.task.id for g in groups] + [task.id for task in self.stream.requeued]
+
     def collect(self, policy_version: int | None = None, timeout: float | None = None) -> RolloutBatch:
         """Block until a batch is ready for `policy_version` (default: the engines' current version)."""
         version = self.engines.policy_version() if policy_version is None else int(policy_version)
@@ -165,7 +181,7 @@ class RolloutScheduler:
         index = self.groups_made
         self.groups_made += 1
         group = Group(f"g{index}-{task.id}", task, self.cfg.group_size, engine=index % len(self.engines.actors),
-                      launch_version=self.version)
+                      launch_version=self.version, index=index)
         self.active[group.id] = group
         return group
 
