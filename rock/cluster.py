@@ -5,6 +5,7 @@ A node offers sandbox capacity by declaring the custom resource `rock_sandbox` (
 node with the most free capacity. This is the only rock module that imports Ray."""
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rock.config import SandboxConfig
+from rock.reaper import reap
 from rock.sandbox import Sandbox
 
 RESOURCE = "rock_sandbox"
@@ -112,3 +114,20 @@ class SandboxCluster:
         for host in self.hosts.values():
             ray.kill(host)
         self.hosts.clear()
+
+
+@ray.remote(num_cpus=0)
+def _reap_here(older_than: float | None) -> tuple[str, list[str]]:
+    return socket.gethostname(), reap(older_than=older_than)
+
+
+def reap_cluster(older_than: float | None = None, timeout: float = 120.0) -> dict[str, list[str]]:
+    """Run the reaper on every live node of the Ray cluster: removes the sandboxes whose owner process is gone
+    (env workers that died, or were killed at shutdown). Returns the names removed, by host."""
+    refs = [_reap_here.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"],
+                                                                                 soft=False)).remote(older_than)
+            for node in ray.nodes() if node.get("Alive")]
+    removed: dict[str, list[str]] = {}
+    for host, names in ray.get(refs, timeout=timeout):
+        removed.setdefault(host, []).extend(names)
+    return removed

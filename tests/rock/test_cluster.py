@@ -1,4 +1,6 @@
 import os
+import signal
+import time
 
 import pytest
 
@@ -6,6 +8,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from rock.cluster import SandboxCluster  # noqa: E402
+from rock.procfs import read_stat, same_process  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -38,3 +41,22 @@ def test_sandboxes_spread_over_two_raylets(two_raylets, docker_engine):
         sandboxes.shutdown()
     names = {h.name for h in handles}
     assert not [c for c in docker_engine.containers.list(all=True) if c.name in names]
+
+
+def test_reap_cluster_removes_the_sandboxes_of_a_killed_actor(two_raylets, docker_engine, monkeypatch):
+    from rock.cluster import SandboxHost, reap_cluster
+
+    monkeypatch.setattr("rock.reaper.reap", lambda *a, **k: [])  # this process's own background sweep waits
+
+    owner = SandboxHost.remote()
+    name = ray.get(owner.create.remote({}))
+    pid = ray.get(owner.__ray_call__.remote(lambda actor: os.getpid()))
+    start = read_stat(pid).start_ticks
+    os.kill(pid, signal.SIGKILL)  # as Ray's OOM killer does: nothing of the actor cleans up
+    deadline = time.monotonic() + 30
+    while same_process(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert docker_engine.containers.list(all=True, filters={"name": name}), "gone before the reaper ran"
+    removed = reap_cluster()
+    assert name in [n for names in removed.values() for n in names]
+    assert not docker_engine.containers.list(all=True, filters={"name": name})
