@@ -232,7 +232,7 @@ class Agent:
         """None when the call may run; else the observation explaining why it did not."""
         mode = self.config.approval_mode
         if mode == "yolo" or self.registry.is_read_only(call, self.backend) or \
-                (mode == "auto-edit" and call.name != "bash"):
+                (mode == "auto-edit" and call.name != "bash" and not self.registry.touches_outside(call, self.backend)):
             return None
         if self.approver is None:
             return f"{call.name} needs the user's approval in {mode} mode, and no one can approve it; not run."

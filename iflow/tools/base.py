@@ -64,7 +64,7 @@ class Tool:
     run: Callable[[dict[str, Any], ToolContext], Awaitable[ToolResult]]
     read_only: bool = False
     examples: list[str] = field(default_factory=list)
-    path_argument: str | None = None  # the argument naming the path a read-only tool reads (default ".")
+    path_argument: str | None = None  # the argument naming the path the tool reads or writes (default ".")
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI function-tool form."""

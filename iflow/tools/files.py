@@ -161,10 +161,11 @@ VIEW = Tool("view", "Show a file with line numbers (optionally only lines view_r
                                                         "minItems": 2, "maxItems": 2}}, ["path"]),
             view, read_only=True, path_argument="path")
 CREATE = Tool("create", "Create a new file with the given content.",
-              object_schema({"path": PATH, "file_text": {"type": "string"}}, ["path", "file_text"]), create)
+              object_schema({"path": PATH, "file_text": {"type": "string"}}, ["path", "file_text"]), create,
+              path_argument="path")
 STR_REPLACE = Tool("str_replace", "Replace old_str with new_str in a file. old_str must match exactly once.",
                    object_schema({"path": PATH, "old_str": {"type": "string"}, "new_str": {"type": "string"}},
-                                 ["path", "old_str", "new_str"]), str_replace)
+                                 ["path", "old_str", "new_str"]), str_replace, path_argument="path")
 INSERT = Tool("insert", "Insert new_str after line insert_line of a file (0 = at the top).",
               object_schema({"path": PATH, "insert_line": {"type": "integer"}, "new_str": {"type": "string"}},
-                            ["path", "insert_line", "new_str"]), insert)
+                            ["path", "insert_line", "new_str"]), insert, path_argument="path")

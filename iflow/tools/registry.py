@@ -41,17 +41,21 @@ class ToolRegistry:
             return f"unknown tool {call.name!r}; available tools: {', '.join(self.tools)}"
         return validate_arguments(call.name, call.arguments, tool.parameters)
 
-    def is_read_only(self, call: ToolCall, backend: object | None = None) -> bool:
-        """Whether the call changes nothing and so may run without asking. A backend with `outside_workspace`
-        (the user's own machine) makes a read outside the workspace need approval like any other call."""
+    def touches_outside(self, call: ToolCall, backend: object | None) -> bool:
+        """Whether the call's path lies outside the workspace, on a backend that can tell (`outside_workspace`: the
+        user's own machine; in a sandbox every path is the sandbox's)."""
         tool = self.tools.get(call.name)
-        if not (tool and tool.read_only):
-            return False
         outside = getattr(backend, "outside_workspace", None)
-        if outside is not None and tool.path_argument is not None:
-            path = call.arguments.get(tool.path_argument) or "."
-            return isinstance(path, str) and not outside(path.strip() or ".")
-        return True
+        if tool is None or outside is None or tool.path_argument is None:
+            return False
+        path = call.arguments.get(tool.path_argument) or "."
+        return not isinstance(path, str) or outside(path.strip() or ".")
+
+    def is_read_only(self, call: ToolCall, backend: object | None = None) -> bool:
+        """Whether the call changes nothing and so may run without asking. On the user's own machine a read
+        outside the workspace needs approval like any other call."""
+        tool = self.tools.get(call.name)
+        return bool(tool and tool.read_only) and not self.touches_outside(call, backend)
 
     async def execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
         """Run a checked call. Tool failures become error results; nothing but cancellation escapes."""

@@ -207,3 +207,23 @@ async def test_a_lone_surrogate_in_a_tool_call_can_be_saved_and_loaded(tmp_path:
     assert SessionStore(tmp_path / "sessions").load("s1") == trajectory
     assert list(load_jsonl(tmp_path / "all.jsonl")) == [trajectory]
     assert json.loads(path.read_text())["turns"][0]["tool_call"]["arguments"]["command"] == "echo \ud800"
+
+
+async def test_auto_edit_mode_asks_before_editing_outside_the_workspace(tmp_path: Path):
+    workspace, outside = tmp_path / "work", tmp_path / "outside"
+    workspace.mkdir()
+    outside.mkdir()
+    script = [tool_call_text("create", path="inside.txt", file_text="in\n"),
+              tool_call_text("create", path=str(outside / "planted.txt"), file_text="out\n"),
+              tool_call_text("create", path="../outside/also.txt", file_text="out\n")]
+    asked: list[ToolCall] = []
+
+    async def approver(call: ToolCall) -> bool:
+        asked.append(call)
+        return False
+
+    async with LocalBackend(workspace, command_timeout=20) as backend:
+        await Agent(ScriptedMessagePolicyDouble(script, fallback="done"), backend,
+                    AgentConfig(max_turns=len(script), approval_mode="auto-edit"), approver=approver).run("edit")
+    assert [call.arguments["path"] for call in asked] == [str(outside / "planted.txt"), "../outside/also.txt"]
+    assert (workspace / "inside.txt").exists() and not any(outside.iterdir())
