@@ -26,8 +26,11 @@ class Lineage:
             return
         if obs.ppid is not None and obs.pid != obs.ppid:
             self.parent.setdefault(obs.pid, obs.ppid)
+        kernel = obs.data.get("ktime_ns"), obs.data.get("start_ns")
         if obs.start_time is not None:
             self.start[obs.pid] = obs.start_time
+        elif all(isinstance(value, int) and value > 0 for value in kernel):  # the tracer's task start, same clock
+            self.start[obs.pid] = obs.time - (kernel[0] - kernel[1]) / 1e9
         elif obs.kind == "exec" and obs.pid not in self.start:
             self.start[obs.pid] = obs.time  # it existed by then: an upper bound of its start
 
@@ -51,6 +54,19 @@ def _during(records: list[CommandRecord], moment: float) -> list[CommandRecord]:
     return [r for r in records if r.started_at - EDGE <= moment <= _end(r) + EDGE]
 
 
+def _distance(record: CommandRecord, moment: float) -> float:
+    return max(record.started_at - moment, moment - _end(record), 0.0)
+
+
+def _best(candidates: list[CommandRecord], moment: float) -> CommandRecord | None:
+    """The record whose window holds `moment`, else the nearest within EDGE; among several, the latest started
+    (an outer command and the one it waits on)."""
+    if not candidates:
+        return None
+    nearest = min(_distance(r, moment) for r in candidates)
+    return max((r for r in candidates if _distance(r, moment) == nearest), key=lambda r: r.started_at)
+
+
 class Attribution:
     def __init__(self) -> None:
         self.lineage = Lineage()
@@ -65,13 +81,12 @@ class Attribution:
                 session, top = shells[ancestor], chain[index - 1] if index else ancestor
                 break
         if session is not None and top in shells:  # the session shell itself (a builtin, a /dev/tcp redirect)
-            candidates = [r for r in _during(records, moment) if r.session == session]
-            return (max(candidates, key=lambda r: r.started_at) if candidates else None), True
+            return _best([r for r in _during(records, moment) if r.session == session], moment), True
         start = self.lineage.start.get(top, self.lineage.start.get(pid))
         if start is None:
             return None, session is not None
         candidates = [r for r in _during(records, start) if session is None or r.session == session]
-        return (max(candidates, key=lambda r: r.started_at) if candidates else None), session is not None
+        return _best(candidates, start), session is not None
 
     def attribute(self, event: Event, records: list[CommandRecord],
                   shells: dict[int, str]) -> CommandRecord | None:
@@ -89,7 +104,7 @@ class Attribution:
                 event.background = origin not in during
                 return origin
         if during:
-            return max(during, key=lambda r: r.started_at)
+            return _best(during, event.time)
         before = [r for r in records if r.started_at <= event.time]
         if before:  # between commands: something an earlier command left running
             event.background = True

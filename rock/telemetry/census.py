@@ -11,7 +11,7 @@ from pathlib import Path
 
 import re2
 
-from rock.procfs import read_stat, uptime
+from rock.procfs import read_stat, same_process, uptime
 from rock.telemetry.events import Event, make_event
 
 # interpreters and shells by executable file name (after resolving /proc/PID/exe)
@@ -26,19 +26,20 @@ MAX_CONFIG_BYTES = 64 * 1024
 class Proc:
     pid: int
     ppid: int
-    start: float  # wall-clock seconds
+    start: float  # wall-clock seconds (to compare with command windows)
     comm: str
+    ticks: int  # start in clock ticks since boot: with the pid, names this process despite pid reuse
 
     @property
-    def key(self) -> tuple[int, float]:
-        return self.pid, round(self.start, 2)
+    def key(self) -> tuple[int, int]:
+        return self.pid, self.ticks
 
 
 def proc_info(pid: int) -> Proc | None:
     stat = read_stat(pid)
     if stat is None:
         return None
-    return Proc(pid, stat.ppid, time.time() - (uptime() - stat.start_seconds), stat.comm)
+    return Proc(pid, stat.ppid, time.time() - (uptime() - stat.start_seconds), stat.comm, stat.start_ticks)
 
 
 def snapshot(host_pids: list[int]) -> dict[int, Proc]:
@@ -52,8 +53,7 @@ def snapshot(host_pids: list[int]) -> dict[int, Proc]:
 
 def alive(proc: Proc) -> bool:
     """Still the same process, and not a zombie or exiting."""
-    now = proc_info(proc.pid)
-    if now is None or abs(now.start - proc.start) > 0.05:
+    if not same_process(proc.pid, proc.ticks):
         return False
     try:
         for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
@@ -190,8 +190,8 @@ class ProcessCensus:
         self.lineage = lineage
         self.cpu = cpu_detector
         self.identity = InterpreterIdentity()
-        self.reported: set[tuple[str, tuple[int, float]]] = set()
-        self.config_checked: set[tuple[int, float]] = set()
+        self.reported: set[tuple[str, tuple[int, int]]] = set()
+        self.config_checked: set[tuple[int, int]] = set()
 
     def processes(self, host_pids: list[int] | None) -> dict[int, Proc]:
         procs = snapshot(host_pids or [])
@@ -232,8 +232,8 @@ class ProcessCensus:
                     return False
                 if index == 0:
                     return True
-                start = self.lineage.start.get(chain[index - 1], proc.start)
-                return start >= last_end(session) - 0.05
+                # strictly after: a command that puts a job in the background ends milliseconds after starting it
+                return self.lineage.start.get(chain[index - 1], proc.start) > last_end(session)
         return False
 
     def cpu_events(self, procs: dict[int, Proc], shells: dict[int, str], running, last_end,

@@ -48,6 +48,7 @@ class Rule(BaseModel):
     argv: str | None = None
     argv_not: str | None = None
     path: str | None = None
+    comm: str | None = None
     address: str | None = None
     port: list[int] | None = None
     not_loopback: bool = False
@@ -60,7 +61,7 @@ class Rule(BaseModel):
             raise ValueError(f"unknown category {value!r}; known: {', '.join(CATEGORIES)}")
         return value
 
-    @field_validator("argv", "argv_not", "path", "address")
+    @field_validator("argv", "argv_not", "path", "comm", "address")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
@@ -81,6 +82,8 @@ class Rule(BaseModel):
                 return False
             if self.argv_not is not None and search(self.argv_not, text):
                 return False
+        if self.comm is not None and not search(self.comm, obs.comm):
+            return False
         if self.address is not None and not search(self.address, obs.address):
             return False
         if self.port is not None and obs.port not in self.port:

@@ -82,3 +82,11 @@ def test_ptrace_of_an_own_child_is_a_debugger_and_of_no_child_an_escape():
     assert judge.judge(1.1, {11: 10, 10: SHELL, 12: SHELL}) == []  # too early to tell
     events = judge.judge(2.0, {11: 10, 10: SHELL, 12: SHELL})
     assert [(e.rule, e.pid, e.category) for e in events] == [("ptrace-attach", 12, "sandbox.escape")]
+
+
+def test_a_job_started_just_before_its_command_ended_is_not_put_on_the_next_command():
+    records = [record(0, 10.0, 0.01, turn=0), record(1, 10.04, 1.0, turn=1)]  # back-to-back commands
+    attribution = Attribution()
+    attribution.lineage.learn(exec_obs(400, SHELL, 10.008))
+    event = event_of(400, 10.5)
+    assert attribution.attribute(event, records, SHELLS).id == 0 and event.background

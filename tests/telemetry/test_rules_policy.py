@@ -111,3 +111,9 @@ def test_audit_reads_events_from_trajectories(tmp_path):
     events = select(iter_events(tmp_path), category="compute")
     assert len(events) == 1 and events[0]["turn"] == 0 and events[0]["command"] == "xmrig -o x"
     assert select(iter_events(tmp_path), min_severity="critical") and not select(iter_events(tmp_path), "network")
+
+
+def test_a_shell_connecting_out_is_a_reverse_shell_but_not_to_loopback(rules):
+    out = apply_rules(rules, obs(kind="connect", address="203.0.113.10", port=4444, comm="bash"))
+    assert {e.rule for e in out} == {"shell-connect", "egress-attempt"}
+    assert apply_rules(rules, obs(kind="connect", address="127.0.0.1", port=8000, comm="bash")) == []
