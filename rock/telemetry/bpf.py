@@ -18,6 +18,7 @@ EXEC_SYSCALLS = ["execve", "execveat"]
 LINK_SYSCALLS = ["symlink", "symlinkat", "link", "linkat"]
 MAX_ARGS = 24  # argv elements recorded per exec; the rest are counted as cut
 STRLEN = 128  # bytes per string (BPFTRACE_STRLEN; 160 and more overflow the 512-byte BPF stack)
+WALK_DEPTH = 12  # directory levels of a relative path's starting directory read in the kernel
 HEARTBEAT_MS = 10  # the kernel-time watermark cadence (see spool.py)
 # Files every dynamically linked program opens, skipped in the kernel by exact name (a map lookup), so that
 # `/etc/ld.so.cache/../shadow` and friends still pass to user space, which resolves every other path.
@@ -80,14 +81,34 @@ def _argv_records() -> str:
     return "\n  ".join(lines)
 
 
+def _directory_walk(path: str, dfd: str) -> str:
+    """For a path relative to the cwd: the cwd's names, leaf first, as `W` records, then an `E` record saying whether
+    the walk reached the root. Read from the kernel at the syscall: the process may be gone before user space can
+    read /proc/PID/cwd. (A directory fd is resolved from /proc/PID/fd: bpftrace 0.17 loses a pointer reassigned
+    in a branch.)"""
+    steps = "\n      ".join(
+        'if ($d != $d->d_parent) { printf("W\\t%llu\\t%d\\t%s\\n", $t, tid, str($d->d_name.name)); '
+        '$d = $d->d_parent; }' for _ in range(WALK_DEPTH))
+    return f"""if (*(uint8 *)uptr({path}) != 47 && {dfd} == -100) {{
+    $d = curtask->fs->pwd.dentry;
+    {steps}
+    printf("E\\t%llu\\t%d\\t%d\\n", $t, tid, $d == $d->d_parent);
+  }}"""
+
+
 def _exec_probe(name: str, host_level: int) -> str:
     dfd = "args->fd" if name == "execveat" else "-100"
     flags = "args->flags" if name == "execveat" else "0"
     record = _record("X", name + "\\t%d\\t%d\\t%s", f"{dfd}, {flags}, str(args->filename)")
+    # execveat of a descriptor (fexecve, a memfd): the name of the file it points to, read from the kernel now
+    fd_name = ('if (args->fd >= 0) { $file = *(curtask->files->fdt->fd + args->fd); '
+               'printf("D\\t%llu\\t%d\\t%s\\n", $t, tid, str($file->f_path.dentry->d_name.name)); }'
+               if name == "execveat" else "")
     return f"""tracepoint:syscalls:sys_enter_{name} / {traced(host_level)} /
 {{
   $t = nsecs;
   {record}
+  {fd_name}
   {_argv_records()}
 }}"""
 
@@ -102,6 +123,7 @@ def _open_probe(name: str, host_level: int) -> str:
   $t = nsecs;
   if (@hot_files[str({path})] == 0) {{
     {record}
+    {_directory_walk(path, dfd)}
   }}
 }}"""
 
@@ -118,6 +140,7 @@ def _link_probe(name: str, host_level: int) -> str:
   $t = nsecs;
   {first}
   {second}
+  {_directory_walk(link, dfd)}
 }}"""
 
 
@@ -131,7 +154,8 @@ def _connect_probes(host_level: int) -> list[str]:
         (f"{family} == 10", "$in6 = (struct sockaddr_in6 *)args->uservaddr;",
          _record("C", "inet6\\t%d\\t%s", "$in6->sin6_port, ntop(10, $in6->sin6_addr.in6_u.u6_addr8)")),
         (f"{family} == 1 && {abstract}", "", _record("C", "unix\\t0\\t@%s", "str((uint64)args->uservaddr + 3)")),
-        (f"{family} == 1 && !({abstract})", "", _record("C", "unix\\t0\\t%s", "str((uint64)args->uservaddr + 2)")),
+        (f"{family} == 1 && !({abstract})", "", _record("C", "unix\\t0\\t%s", "str((uint64)args->uservaddr + 2)")
+         + "\n  " + _directory_walk("(uint64)args->uservaddr + 2", "-100")),
     ]
     return [f"tracepoint:syscalls:sys_enter_connect / {traced(host_level)} && {condition} /\n{{\n  $t = nsecs; {setup}\n  {record}\n}}"
             for condition, setup, record in cases]
@@ -158,4 +182,4 @@ def program(host_level: int | None = None) -> str:
 
 
 def bpftrace_environment() -> dict[str, str]:
-    return {"BPFTRACE_STRLEN": str(STRLEN), "BPFTRACE_PERF_RB_PAGES": "256", "BPFTRACE_MAX_PROBES": "1024"}
+    return {"BPFTRACE_STRLEN": str(STRLEN), "BPFTRACE_PERF_RB_PAGES": "512", "BPFTRACE_MAX_PROBES": "1024"}

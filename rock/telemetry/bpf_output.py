@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from rock.telemetry.bpf import HEAD_FIELDS, MAX_ARGS
 
 ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
-# kind -> number of fixed fields after the head (the free string, if any, is the rest)
+# kind -> number of fixed fields after the head; the last field (path, address, syscall name) is the rest
 TAIL_FIELDS = {"X": 3, "O": 3, "L": 3, "C": 2, "S": 0}
 
 
@@ -21,6 +22,7 @@ class Record:
     fields: list[str]
     text: str = ""  # the free-form string
     argv: list[str] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)  # what the daemon read about the process on arrival
 
     @property
     def key(self) -> tuple[int, int]:
@@ -43,9 +45,24 @@ def _comm(raw: str) -> str:
     return data.split("\0", 1)[0]
 
 
-def decode(line: str) -> Record | Heartbeat | Lost | tuple[int, int, int, str] | str | None:
-    """One line of output: a Record, a Heartbeat, Lost events, an argument (ktime, tid, index, text), "READY", or
-    None for anything else (which is never trusted as a record)."""
+@dataclass
+class Part:
+    """A piece of a record that comes in its own line, keyed by the record's (kernel time, thread): an argument (A),
+    the file an execveat descriptor names (D), a directory name of a relative path's start (W), the walk's end (E)."""
+    kind: str
+    ktime: int
+    tid: int
+    index: int
+    text: str
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.ktime, self.tid
+
+
+def decode(line: str) -> Record | Part | Heartbeat | Lost | str | None:
+    """One line of output: a Record, a Part, a Heartbeat, Lost events, "READY", or None for anything else (which is
+    never trusted as a record)."""
     try:
         message = json.loads(line)
     except json.JSONDecodeError:
@@ -67,18 +84,18 @@ def decode(line: str) -> Record | Heartbeat | Lost | tuple[int, int, int, str] |
             return Heartbeat(int(text.split("\t")[1]))
         if kind == "A":
             _, ktime, tid, index, arg = text.split("\t", 4)
-            return int(ktime), int(tid), int(index), arg
+            return Part("A", int(ktime), int(tid), int(index), arg)
+        if kind in "DWE" and kind:
+            _, ktime, tid, rest = text.split("\t", 3)
+            return Part(kind, int(ktime), int(tid), 0, rest)
         if kind not in TAIL_FIELDS:
             return None
         tail = TAIL_FIELDS[kind]
-        has_text = kind != "S"
-        parts = text.split("\t", len(HEAD_FIELDS) + tail + (1 if has_text else 0))
+        parts = text.split("\t", len(HEAD_FIELDS) + tail + 1)
         head_values = parts[1:1 + len(HEAD_FIELDS)]
         head: dict[str, int | str] = {name: int(value) for name, value in zip(HEAD_FIELDS[:-1], head_values[:-1])}
         head["comm"] = _comm(head_values[-1])
         rest = parts[1 + len(HEAD_FIELDS):]
-        if kind == "S":
-            return Record(kind, head, rest)
         if len(rest) != tail + 1:
             return None
         return Record(kind, head, rest[:tail], rest[tail])
@@ -86,29 +103,52 @@ def decode(line: str) -> Record | Heartbeat | Lost | tuple[int, int, int, str] |
         return None
 
 
-class ExecAssembler:
-    """Joins exec records with their arguments. An exec is complete when a record of the same thread that is not
-    one of its arguments arrives, or after `max_age` seconds of output (its arguments come right after it)."""
+def walks_directory(record: Record) -> bool:
+    """Whether the kernel follows this record with the directory walk of a relative path (see bpf.py)."""
+    cwd_relative = record.kind in ("O", "L") and record.fields[1] == "-100"
+    if record.kind == "O":
+        return cwd_relative and not record.text.startswith("/")
+    if record.kind == "C":
+        return record.fields[0] == "unix" and not record.text.startswith(("/", "@"))
+    return cwd_relative and record.kind == "L"  # decided on the link's name (both records wait for the walk)
+
+
+class RecordAssembler:
+    """Holds records until their parts have arrived: an exec until the next heartbeat (its arguments follow it at
+    once), a relative path until its directory walk ends. Parts of no record held are dropped, never guessed."""
 
     def __init__(self) -> None:
-        self.open: dict[tuple[int, int], Record] = {}
+        self.held: dict[tuple[int, int], list[Record]] = {}
 
     def start(self, record: Record) -> list[Record]:
-        done = [r for key, r in list(self.open.items()) if key[1] == record.key[1]]
-        for r in done:
-            del self.open[r.key]
-        self.open[record.key] = record
-        return done
+        """The records ready now (this one, unless it waits for parts)."""
+        if record.kind == "X" or walks_directory(record):
+            self.held.setdefault(record.key, []).append(record)
+            return []
+        return [record]
 
-    def argument(self, ktime: int, tid: int, index: int, text: str) -> None:
-        record = self.open.get((ktime, tid))
-        if record is None or index != len(record.argv) or index > MAX_ARGS:
-            return  # an argument of no exec we know, or out of order: dropped, never guessed
-        record.argv.append(text)
+    def part(self, part: Part) -> list[Record]:
+        records = self.held.get(part.key)
+        if not records:
+            return []
+        record = records[-1]
+        if part.kind == "A":
+            if part.index == len(record.argv) and part.index <= MAX_ARGS:
+                record.argv.append(part.text)
+        elif part.kind == "D":
+            record.context["fd_name"] = part.text
+        elif part.kind == "W":
+            record.context.setdefault("walk", []).append(part.text)
+        elif part.kind == "E":
+            names = record.context.pop("walk", [])
+            if part.text == "1":  # the walk reached the root: the directory as the process sees it
+                for held in records:
+                    held.context["kernel_base"] = "/" + "/".join(reversed(names))
+            if record.kind != "X":
+                return self.held.pop(part.key)
+        return []
 
     def flush(self, before_ktime: int | None = None) -> list[Record]:
-        """Execs started before `before_ktime` (all when None)."""
-        done = [r for key, r in self.open.items() if before_ktime is None or key[0] < before_ktime]
-        for r in done:
-            del self.open[r.key]
-        return done
+        """Records started before `before_ktime` (all when None)."""
+        keys = [key for key in self.held if before_ktime is None or key[0] < before_ktime]
+        return [record for key in keys for record in self.held.pop(key)]

@@ -47,11 +47,30 @@ def base_directory(pid: int, dfd: int, fallback_pids: list[int]) -> str | None:
     return None
 
 
+# Root-owned system trees: the agent (never root) cannot plant links there, so their paths are only folded.
+SYSTEM_TREES = ("/usr/", "/lib/", "/lib64/", "/bin/", "/sbin/", "/proc/", "/sys/", "/dev/")
+
+
+def fold(path: str) -> str:
+    """`.`, `..` and `//` taken out, as the kernel would without links."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
 def resolve(path: str, root_pid: int | None, base: str | None) -> str:
     """The absolute container path `path` names (relative ones from `base`). Without a live root to follow links in
     (`root_pid` None), the path is folded lexically only."""
     if not path.startswith("/"):
         path = (base or "/") + "/" + path
+    folded = fold(path)
+    if folded.startswith(SYSTEM_TREES) and not (folded.startswith("/proc/") and ("/root" in folded or "/cwd" in folded)):
+        return folded
     root = f"/proc/{root_pid}/root" if root_pid else None
     pending = [part for part in path.split("/") if part]
     parts: list[str] = []

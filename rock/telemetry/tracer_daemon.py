@@ -21,13 +21,14 @@ from pathlib import Path
 from rock.procfs import read_stat
 from rock.telemetry import container_paths
 from rock.telemetry.bpf import bpftrace_environment, program
-from rock.telemetry.bpf_output import ExecAssembler, Heartbeat, Lost, Record, decode
+from rock.telemetry.bpf_output import Heartbeat, Lost, Part, Record, RecordAssembler, decode
 from rock.telemetry.events import Observation
 from rock.telemetry.spool import PID_FILE, SpoolWriter, write_heartbeat
 from rock.telemetry.uts_map import SandboxEntry, SandboxMap
 
 log = logging.getLogger("rock.tracer")
 BACKLOG_SECONDS = 10.0  # how long records of a not-yet-known sandbox wait for the engine to list it
+BACKLOG_RECORDS = 20000  # per namespace, at most
 
 
 def engine_containers() -> list[tuple[str, str]]:
@@ -38,53 +39,53 @@ def engine_containers() -> list[tuple[str, str]]:
 
 def _mount_tracefs() -> None:
     if not Path("/sys/kernel/tracing/events").exists():
-        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], capture_output=True)
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], capture_output=True, check=False)
 
 
 def _observation(record: Record, entry: SandboxEntry, offset: float) -> Observation | None:
     """A record of a known sandbox as an Observation, or None when it is not worth a line (an ordinary open)."""
+    base_dir = record.context.get("kernel_base") or record.context.get("base")
+    root_pid = entry.init_pid  # the container's root, which every process of it shares (and the init outlives them)
+    extra: dict[str, object] = {}
+    fields: dict[str, object] = {}
+    if record.kind == "C" and record.fields[0] == "unix":
+        # a socket file is reached like a file: judged as an open of its resolved path
+        if record.text.startswith("@"):  # abstract: no file, nothing to resolve
+            return None
+        kind, path = "open", container_paths.resolve(record.text, root_pid, base_dir)
+        if not container_paths.is_sensitive(path):
+            return None
+        fields, extra = {"path": path}, {"syscall": "connect", "family": "unix", "raw_path": record.text}
+    elif record.kind == "C":
+        kind = "connect"
+        fields = {"family": record.fields[0], "address": record.text,
+                  "port": socket.ntohs(int(record.fields[1]) & 0xFFFF)}
+    elif record.kind == "S":
+        kind, fields = "syscall", {"syscall": record.text}
+    elif record.kind == "O":
+        kind, path = "open", container_paths.resolve(record.text, root_pid, base_dir)
+        if not container_paths.is_sensitive(path):  # the common case: decided before anything is built
+            return None
+        fields = {"path": path}
+        extra = {"syscall": record.fields[0], "raw_path": record.text, "flags": int(record.fields[2])}
+    elif record.kind == "X":
+        kind, syscall, path = "exec", record.fields[0], record.text
+        extra = {"syscall": syscall, "raw_path": record.text}
+        if syscall == "execveat" and (path == "" or int(record.fields[2]) & 0x1000):  # AT_EMPTY_PATH: the fd itself
+            extra["fileless"] = True
+            path = base_dir or record.context.get("fd_name") or f"fd:{record.fields[1]}"
+        else:  # folded, links not followed: rules name the binary as it was invoked (`nc`, not `nc.openbsd`)
+            path = container_paths.resolve(path, None, base_dir)
+        fields = {"path": path, "argv": record.argv}
+    else:
+        return None  # links are paired by TracerDaemon._link
     head = record.head
     ktime = int(head["ktime"])
     data = {"source": "ebpf", "ktime_ns": ktime, "tid": head["tid"], "start_ns": head["start_ns"],
-            "parent_start_ns": head["parent_start_ns"], "entry": bool(head["entry"]), "cgroup": head["cgroup"]}
-    base = dict(time=ktime / 1e9 + offset, sandbox=entry.name, pid=int(head["pid"]), ppid=int(head["ppid"]),
-                uid=int(head["uid"]), comm=str(head["comm"]))
-    pid = int(head["pid"])
-    if record.kind == "C":
-        family, port = record.fields
-        if family == "unix":  # a socket file is reached like a file: judged as an open of its resolved path
-            data["syscall"], data["family"], data["raw_path"] = "connect", "unix", record.text
-            if record.text.startswith("@"):  # abstract: no file, nothing to resolve
-                return None
-            path = container_paths.resolve(record.text, entry.init_pid,
-                                           container_paths.base_directory(pid, container_paths.AT_FDCWD, []))
-            return Observation(kind="open", path=path, data=data, **base) if container_paths.is_sensitive(path) \
-                else None
-        return Observation(kind="connect", family=family, address=record.text,
-                           port=socket.ntohs(int(port) & 0xFFFF), data=data, **base)
-    if record.kind == "S":
-        return Observation(kind="syscall", syscall=record.fields[0], data=data, **base)
-    syscall, dfd = record.fields[0], int(record.fields[1])
-    data["syscall"] = syscall
-    base_dir = container_paths.base_directory(pid, dfd, [int(head["ppid"])])
-    root_pid = pid if Path(f"/proc/{pid}/root").exists() else entry.init_pid
-    if record.kind == "X":
-        path = record.text
-        if syscall == "execveat" and (path == "" or int(record.fields[2]) & 0x1000):  # AT_EMPTY_PATH: the fd itself
-            data["fileless"] = True
-            path = base_dir or f"fd:{dfd}"
-        else:  # folded, links not followed: rules name the binary as it was invoked (`nc`, not `nc.openbsd`)
-            path = container_paths.resolve(path, None, base_dir)
-        data["raw_path"] = record.text
-        return Observation(kind="exec", path=path, argv=record.argv, data=data, **base)
-    resolved = container_paths.resolve(record.text, root_pid, base_dir)
-    data["raw_path"] = record.text
-    if record.kind == "O":
-        data["flags"] = int(record.fields[2])
-        if not container_paths.is_sensitive(resolved):
-            return None
-        return Observation(kind="open", path=resolved, data=data, **base)
-    return None  # links are paired by LinkPairer
+            "parent_start_ns": head["parent_start_ns"], "entry": bool(head["entry"]), "cgroup": head["cgroup"],
+            **extra}
+    return Observation(kind=kind, time=ktime / 1e9 + offset, sandbox=entry.name, pid=int(head["pid"]),
+                       ppid=int(head["ppid"]), uid=int(head["uid"]), comm=str(head["comm"]), data=data, **fields)
 
 
 class TracerDaemon:
@@ -93,9 +94,11 @@ class TracerDaemon:
         self.idle_exit = idle_exit
         self.sandboxes = sandboxes or SandboxMap(engine_containers)
         self.writer = SpoolWriter(spool)
-        self.execs = ExecAssembler()
+        self.assembler = RecordAssembler()
         self.links: dict[tuple[int, int], dict[str, Record]] = {}
-        self.backlog: collections.deque[tuple[float, Record]] = collections.deque()
+        self.backlog: dict[int, list[Record]] = {}  # UTS inode -> records of a sandbox the engine has not listed yet
+        self.backlog_since: dict[int, float] = {}
+        self.dropped = 0  # records of namespaces no sandbox claimed
         self.offset = time.time() - time.monotonic()  # bpftrace's nsecs is CLOCK_MONOTONIC
         self.beats: collections.deque[int] = collections.deque(maxlen=2)
         self.lost = 0
@@ -108,8 +111,14 @@ class TracerDaemon:
     def handle(self, record: Record, retry: bool = True) -> None:
         entry = self.sandboxes.lookup(int(record.head["uts"]))
         if entry is None:
-            if retry and not self.sandboxes.known(int(record.head["uts"])):
-                self.backlog.append((time.monotonic(), record))
+            inode = int(record.head["uts"])
+            if retry and not self.sandboxes.known(inode):
+                waiting = self.backlog.setdefault(inode, [])
+                self.backlog_since.setdefault(inode, time.monotonic())
+                if len(waiting) < BACKLOG_RECORDS:
+                    waiting.append(record)
+                else:
+                    self.dropped += 1
             return
         if record.kind == "L":
             self._link(record, entry)
@@ -127,8 +136,7 @@ class TracerDaemon:
             return
         del self.links[record.key]
         target, name = parts["target"], parts["name"]
-        pid = int(record.head["pid"])
-        base_dir = container_paths.base_directory(pid, int(name.fields[1]), [int(record.head["ppid"])])
+        base_dir = name.context.get("kernel_base") or name.context.get("base")
         link_path = container_paths.resolve(name.text, entry.init_pid, base_dir)
         if name.fields[0].startswith("symlink"):
             parent = link_path.rsplit("/", 1)[0] or "/"
@@ -150,12 +158,12 @@ class TracerDaemon:
         if len(self.beats) < 2:
             return
         safe = self.beats[0]
-        for record in self.execs.flush(before_ktime=safe):
+        for record in self.assembler.flush(before_ktime=safe):
             self.handle(record)
         self._retry_backlog()
         write_heartbeat(self.spool, pid=os.getpid(), start_ticks=self.started.start_ticks if self.started else 0,
                         watermark=safe / 1e9 + self.offset, lost=self.lost,
-                        backlog=len(self.backlog))
+                        backlog=sum(map(len, self.backlog.values())), dropped=self.dropped)
 
     def on_lost(self, count: int) -> None:
         """Lost events cannot be attributed: every sandbox active now gets a `lost` record."""
@@ -166,27 +174,45 @@ class TracerDaemon:
                                                 data={"source": "ebpf", "events": count, "total": self.lost}))
 
     def _retry_backlog(self) -> None:
+        """Records of namespaces the engine had not listed: handled once a refresh lists their sandbox, dropped
+        after BACKLOG_SECONDS (a container that is not a sandbox, or already gone)."""
         if not self.backlog:
             return
         try:
-            self.sandboxes.refresh()
+            if not self.sandboxes.refresh():
+                return
         except Exception as exc:  # noqa: BLE001 - engine hiccup: keep the backlog, try again at the next beat
             log.warning("engine unavailable: %s", exc)
             return
-        waiting, self.backlog = self.backlog, collections.deque()
-        for since, record in waiting:
-            self.handle(record, retry=time.monotonic() - since < BACKLOG_SECONDS)
+        now = time.monotonic()
+        for inode in list(self.backlog):
+            if self.sandboxes.known(inode):
+                for record in self.backlog.pop(inode):
+                    self.handle(record, retry=False)
+                del self.backlog_since[inode]
+            elif now - self.backlog_since[inode] > BACKLOG_SECONDS:
+                self.dropped += len(self.backlog.pop(inode))
+                del self.backlog_since[inode]
+
+    @staticmethod
+    def _capture_context(record: Record) -> None:
+        """The process's directory and root, read now: by the time its exec's arguments are complete (or its
+        sandbox is known) a short-lived process is gone."""
+        pid, ppid = int(record.head["pid"]), int(record.head["ppid"])
+        if record.kind in ("X", "O", "L"):
+            dfd = int(record.fields[1])
+            if dfd != container_paths.AT_FDCWD or not record.text.startswith("/"):
+                record.context["base"] = container_paths.base_directory(pid, dfd, [ppid])
 
     def feed(self, line: str) -> None:
         item = decode(line)
         if isinstance(item, Record):
-            if item.kind == "X":
-                for done in self.execs.start(item):
-                    self.handle(done)
-            else:
-                self.handle(item)
-        elif isinstance(item, tuple):
-            self.execs.argument(*item)
+            self._capture_context(item)
+            for record in self.assembler.start(item):
+                self.handle(record)
+        elif isinstance(item, Part):
+            for record in self.assembler.part(item):
+                self.handle(record)
         elif isinstance(item, Heartbeat):
             self.on_heartbeat(item)
         elif isinstance(item, Lost):
@@ -245,9 +271,9 @@ class TracerDaemon:
             for raw in lines:
                 try:
                     self.feed(raw.decode("utf-8", "replace"))
-                except Exception:  # noqa: BLE001 - one bad record must not stop the tracer
+                except Exception:
                     log.exception("record dropped")
-        for record in self.execs.flush():
+        for record in self.assembler.flush():
             self.handle(record, retry=False)
         self.writer.close_all()
         code = self.proc.wait()
@@ -258,7 +284,7 @@ class TracerDaemon:
 def serve(spool: Path, idle_exit: float) -> int:
     """Holds `spool/tracer.lock` for its lifetime: a second daemon exits at once."""
     spool.mkdir(parents=True, exist_ok=True)
-    lock = open(spool / "tracer.lock", "w")
+    lock = open(spool / "tracer.lock", "w")  # noqa: SIM115 - held (and locked) for the daemon's lifetime
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
