@@ -33,6 +33,9 @@ class SandboxConfig(BaseModel):
     read_only_rootfs: bool = False
     tmpfs: dict[str, str] = Field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = Field(default_factory=dict, description="docker SDK volumes mapping")
+    seccomp_profile: str | None = Field(None, description="path to a seccomp profile (JSON); null = the engine's "
+                                        "default. Checked at start: a profile that lets the agent create user "
+                                        "namespaces is refused")
     egress_allow: list[str] = Field(default_factory=list, description="hosts reachable through rock's logging "
                                     "proxy (host, host:port, *.domain); empty = no way out at all")
 

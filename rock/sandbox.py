@@ -12,6 +12,7 @@ import docker
 
 from rock.cgroups import CgroupStats, cgroup_procs, read_stats
 from rock.config import KEEPALIVE_UID, SandboxConfig
+from rock.confinement import ConfinementError, check_confinement
 from rock.egress import SHIM, SHIM_PORT, SOCKET_DIR_IN_SANDBOX, EgressProxy
 from rock.engine import client as docker_client
 from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
@@ -26,6 +27,13 @@ from rock.transfer import extract_to, path_tar, read_single_member, single_file_
 # uid or CAP_KILL), and an init is immune to SIGKILL from inside its pid namespace anyway.
 KEEPALIVE_USER = f"{KEEPALIVE_UID}:{KEEPALIVE_UID}"
 EXEC_OUTPUT_LIMIT = 4 * 1024 * 1024  # one-off tooling execs: bounded memory, generous for listings
+
+
+def security_options(config: SandboxConfig) -> list[str]:
+    options = ["no-new-privileges"]
+    if config.seccomp_profile:
+        options.append(f"seccomp={Path(config.seccomp_profile).read_text()}")
+    return options
 
 
 class SandboxError(RuntimeError):
@@ -83,7 +91,7 @@ class Sandbox:
                 cfg.image, ["sleep", "infinity"], entrypoint=[], name=self.name, hostname=self.name, detach=True,
                 init=True, stdin_open=False, tty=False, user=KEEPALIVE_USER, working_dir=cfg.workdir, environment=env,
                 labels={**cfg.labels, **owner_labels()}, network_mode=cfg.network_mode,
-                cap_drop=["ALL"], cap_add=cfg.cap_add or None, security_opt=["no-new-privileges"],
+                cap_drop=["ALL"], cap_add=cfg.cap_add or None, security_opt=security_options(cfg),
                 privileged=False, pids_limit=cfg.pids_limit, mem_limit=cfg.memory, memswap_limit=cfg.memory,
                 nano_cpus=int(cfg.cpus * 1e9), read_only=cfg.read_only_rootfs, tmpfs=cfg.tmpfs or None,
                 volumes=volumes or None, ipc_mode="private",
@@ -102,6 +110,10 @@ class Sandbox:
             if self.egress is not None:
                 self._start_egress_shim()
             self.session("default")
+            check_confinement(self)
+        except ConfinementError as exc:
+            self.stop()
+            raise SandboxError(f"refusing sandbox from {cfg.image!r}: {exc}") from None
         except Exception:
             self.stop()
             raise
