@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+import re2
+
 from rock.telemetry.events import Observation
 from rock.telemetry.rules import MAX_TEXT
 
@@ -35,6 +37,8 @@ def split_simple_commands(text: str) -> list[str]:
         elif char in "'\"":
             quote = char
             current.append(char)
+        elif char == "&" and (text[index - 1:index] in "<>" and index or text[index + 1:index + 2] == ">"):
+            current.append(char)  # `2>&1`, `&>file`: a redirection, not a separator
         elif char in SEPARATORS or (char == "$" and text[index + 1:index + 2] == "("):
             segments.append("".join(current))
             current = []
@@ -45,11 +49,26 @@ def split_simple_commands(text: str) -> list[str]:
     return [s.strip() for s in segments if s.strip()]
 
 
+REDIRECTION = re2.compile(r"^(\d*|&)(>>?|<<?<?|<>|>&|<&|>\|)(.*)$")
+
+
 def _words(segment: str) -> list[str]:
+    """The words of a simple command without its redirections (`mount > /dev/null` is a plain `mount`)."""
     try:
-        return shlex.split(segment)
+        words = shlex.split(segment)
     except ValueError:  # an unbalanced quote: the words as typed
-        return segment.split()
+        words = segment.split()
+    kept, skip_next = [], False
+    for word in words:
+        if skip_next:
+            skip_next = False
+            continue
+        match = REDIRECTION.search(word)
+        if match is None:
+            kept.append(word)
+        elif not match.group(3):  # the target is the next word
+            skip_next = True
+    return kept
 
 
 def _commands(words: list[str]) -> list[list[str]]:

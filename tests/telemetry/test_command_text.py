@@ -23,6 +23,11 @@ def test_simple_commands_split_lists_pipes_substitutions_and_sh_c():
     assert ["ssh", "-R", "1:h:2", "me@h"] in commands and ["echo"] in commands
 
 
+def test_redirections_are_not_words_nor_separators():
+    assert simple_commands("mount > /dev/null 2>&1 && ssh -R 1:h:2 h &>/dev/null &") == [["mount"],
+                                                                                         ["ssh", "-R", "1:h:2", "h"]]
+
+
 @pytest.mark.parametrize("command,rule", [
     ("ssh -N -R 9000:localhost:22 me@127.0.0.1", "ssh-tunnel"),
     ("cd /tmp && timeout 5 ssh -fND 1080 me@h", "ssh-tunnel"),
@@ -37,7 +42,8 @@ def test_path_rules_fire_on_the_command_text(rules, command, rule):
     assert rule in fired(rules, command)
 
 
-@pytest.mark.parametrize("command", ["mount", "mount -l", "mount | grep overlay", "mount -t ext4",
+@pytest.mark.parametrize("command", ["mount", "mount -l", "mount | grep overlay", "mount -t ext4", "mount > /dev/null",
+                                     "mount 2>&1 | head -1", "mount -l 2>/dev/null",
                                      "grep -rn ssh docs/", "git commit -m 'ssh -R docs'", "echo crontab",
                                      "python3 -m http.server 3333 &",
                                      "until (echo > /dev/tcp/127.0.0.1/8000) 2>/dev/null; do sleep 0.1; done"])
