@@ -69,12 +69,29 @@ class SafetyGuard:
         self.events.extend(events)
 
     async def finish(self, trajectory: Trajectory) -> Verdict:
-        """After the agent: protected-file check and last events; the episode verdict goes into the metadata."""
+        """After the agent: protected-file check and last events (the tracer drained up to now, so the last turn's
+        eBPF-only events count, on that turn); the episode verdict goes into the metadata."""
         await asyncio.to_thread(self.monitor.check_integrity)
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         last = trajectory.turns[-1] if trajectory.turns else None
         self._attach(found, trajectory, last)
         self.monitor.stop()
+        return self._verdict(trajectory)
+
+    async def recheck(self, trajectory: Trajectory) -> Verdict:
+        """Once more just before the sandbox goes (after the verifier): a protected file that a background job of
+        the agent modified or deleted after `finish` is still the agent's doing, put on its last turn. Files added
+        since (the verifier's own caches) are not counted. Returns the episode verdict, recomputed."""
+        late = [e for e in await asyncio.to_thread(self.monitor.check_integrity)
+                if e.detail.get("change") in ("modified", "deleted")]
+        last = trajectory.turns[-1] if trajectory.turns else None
+        for event in late:
+            event.detail["after_episode"] = True
+            event.turn = last.index if last is not None else None
+        self._attach([e.model_dump() for e in late], trajectory, last)
+        return self._verdict(trajectory)
+
+    def _verdict(self, trajectory: Trajectory) -> Verdict:
         verdict = self.policy.verdict(trajectory.all_events())
         trajectory.metadata["safety"] = verdict.model_dump() | {"mode": self.monitor.status.mode}
         return verdict

@@ -174,6 +174,8 @@ class EpisodeRunner:
         timings["verify"] = time.monotonic() - mark
         traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
         traj.reward, traj.reward_info = result.reward, result.info
+        if guard is not None:  # what a background job did to protected files after the agent finished
+            verdict = await guard.recheck(traj)
         if verdict is not None:
             SafetyGuard.apply(traj, verdict)
             if verdict.quarantine:  # kept for forensics; still released, so that the pool starts its replacement
