@@ -169,7 +169,7 @@ class TracerDaemon:
         """Lost events cannot be attributed: every sandbox active now gets a `lost` record."""
         self.lost += count
         now = time.time()
-        for name in sorted({e.name for e in self.sandboxes.entries.values()}):
+        for name in self.sandboxes.names():
             self.writer.write(name, Observation(kind="lost", time=now, sandbox=name,
                                                 data={"source": "ebpf", "events": count, "total": self.lost}))
 

@@ -1,11 +1,13 @@
 """Which sandbox a traced process belongs to: its UTS namespace inode (from the kernel) mapped to the container that
-owns that namespace (never a name the process chose). The engine is asked only when an unknown inode shows up, at most every `refresh_every` seconds,
-and the answer is cached; a cached inode is re-checked against the container's init (inodes are reused once a
-namespace dies) at most every `verify_every` seconds."""
+owns that namespace (never a name the process chose). The engine is asked only when an unknown inode shows up, at
+most every `refresh_every` seconds, and the answer is cached; a cached inode is re-checked against the container's
+init (inodes are reused once a namespace dies) at most every `verify_every` seconds."""
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rock.cgroups import cgroup_procs
@@ -26,9 +28,14 @@ class SandboxEntry:
 
 
 class SandboxMap:
-    def __init__(self, list_containers, refresh_every: float = 0.25, verify_every: float = 1.0) -> None:
-        """`list_containers()` returns [(name, container id)] of the engine's rock-managed containers."""
+    def __init__(self, list_containers: Callable[[], list[tuple[str, str]]], refresh_every: float = 0.25,
+                 verify_every: float = 1.0,
+                 pids_of: Callable[[str], list[int] | None] = cgroup_procs) -> None:
+        """`list_containers()` returns [(name, container id)] of the engine's rock-managed containers;
+        `pids_of(container id)` the host pids of a container's processes."""
         self.list_containers = list_containers
+        self.pids_of = pids_of
+        self._lock = threading.Lock()  # the daemon's reader and its housekeeping thread both refresh
         self.refresh_every = refresh_every
         self.verify_every = verify_every
         self.entries: dict[int, SandboxEntry] = {}
@@ -43,13 +50,18 @@ class SandboxMap:
         now = time.monotonic()
         if now - entry.verified_at > self.verify_every:
             if uts_inode(entry.init_pid) != inode:
-                del self.entries[inode]
+                with self._lock:
+                    self.entries.pop(inode, None)
                 return None
             entry.verified_at = now
         return entry
 
     def known(self, inode: int) -> bool:
         return inode in self.entries
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted({entry.name for entry in self.entries.values()})
 
     def refresh(self, force: bool = False) -> bool:
         """Ask the engine (rate-limited) for new sandboxes. Raises what the engine raises: callers keep their
@@ -59,16 +71,17 @@ class SandboxMap:
             return False
         self._last_refresh = now
         containers = self.list_containers()
-        self.running = {name for name, _ in containers}
-        known = {entry.name for entry in self.entries.values()}
-        for name, container_id in containers:
-            if name in known:
-                continue
-            for pid in cgroup_procs(container_id) or []:  # every process of the container shares its UTS ns
-                inode = uts_inode(pid)
-                if inode is not None:
-                    self.entries[inode] = SandboxEntry(name, pid, now)
-                    break
-        for inode in [i for i, e in self.entries.items() if e.name not in self.running]:
-            del self.entries[inode]
+        with self._lock:
+            self.running = {name for name, _ in containers}
+            known = {entry.name for entry in self.entries.values()}
+            for name, container_id in containers:
+                if name in known:
+                    continue
+                for pid in self.pids_of(container_id) or []:  # every process of the container shares its UTS ns
+                    inode = uts_inode(pid)
+                    if inode is not None:
+                        self.entries[inode] = SandboxEntry(name, pid, now)
+                        break
+            for inode in [i for i, e in self.entries.items() if e.name not in self.running]:
+                del self.entries[inode]
         return True

@@ -32,7 +32,7 @@ def test_an_ebpf_only_event_in_the_last_turn_counts_on_that_turn(docker_engine):
         assert asyncio.run(guard.start()) == "ebpf"
         trajectory = Trajectory(id="t")
         _run_turn(sandbox, guard, trajectory, 0, "ls")
-        last, stop = _run_turn(sandbox, guard, trajectory, 1, EBPF_ONLY)
+        last, _ = _run_turn(sandbox, guard, trajectory, 1, EBPF_ONLY)
         credential = [e for e in last.events if e["category"] == "credential.access"]
         assert credential and credential[0]["source"] == "ebpf" and credential[0]["turn"] == 1
         assert credential[0]["detail"]["open"] == "/etc/shadow"
