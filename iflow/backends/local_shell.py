@@ -31,9 +31,9 @@ START_TIMEOUT_SECONDS = 30.0
 MARKER_PREFIX = "IFLOW"
 # Environment variables never passed to the model's commands (matched case-insensitively).
 SECRET_VARIABLE_PATTERNS = (
-    "*_API_KEY", "*_APIKEY", "*_TOKEN", "*_SECRET", "*_SECRET_*", "*_PASSWORD", "*_ACCESS_KEY*", "*_PRIVATE_KEY",
-    "*_CREDENTIALS", "OPENAI_*", "ANTHROPIC_*", "AWS_*", "AZURE_*", "GOOGLE_APPLICATION_CREDENTIALS", "HF_TOKEN*",
-    "HUGGING_FACE_HUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN", "SSH_AUTH_SOCK",
+    "*_API_KEY", "*_APIKEY", "*_KEY", "*_KEYS", "*_TOKEN", "*_TOKEN_*", "*SECRET*", "*PASSWORD*", "*PASSWD*",
+    "*_ACCESS_KEY*", "*CREDENTIAL*", "OPENAI_*", "ANTHROPIC_*", "AWS_*", "AZURE_*", "HF_TOKEN*",
+    "HUGGING_FACE_HUB_TOKEN", "GH_TOKEN", "SSH_AUTH_SOCK",
 )
 
 

@@ -115,7 +115,8 @@ async def test_backend_reads_are_capped_and_never_block_on_a_fifo(tmp_path: Path
 
 async def test_credentials_are_not_passed_to_commands(tmp_path: Path, monkeypatch):
     credentials = {"SERVICE_API_KEY": "sk-leak-1", "OPENAI_ORG": "org-leak-2", "AWS_SECRET_ACCESS_KEY": "leak-3",
-               "GITHUB_TOKEN": "ghp-leak-4", "HF_TOKEN": "hf-leak-5", "DB_PASSWORD": "leak-6"}
+               "GITHUB_TOKEN": "ghp-leak-4", "HF_TOKEN": "hf-leak-5", "DB_PASSWORD": "leak-6",
+                   "SECRET_KEY": "leak-9", "GOOGLE_APPLICATION_CREDENTIALS": "/leak-10.json"}
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HARMLESS_SETTING", "kept-7")
