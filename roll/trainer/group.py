@@ -16,13 +16,13 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from roll.config.training import TrainerConfig
 from roll.ray_wait import get, wait_placement
+from roll.trainer.metric_reduction import combine
 from roll.engines.config import WeightSyncConfig
 from roll.trainer.actor import TrainerActor
 from roll.trainer.collective_sync import CollectiveWeightSync
 from roll.trainer.batch import MicroBatch
 
 
-_COMBINE = {"max": max, "min": min, "sum": lambda a, b: a + b}
 
 
 def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -45,7 +45,7 @@ def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:
                     sums[key] = sums.get(key, 0.0) + n * value
                     weights[key] = weights.get(key, 0.0) + n
                 else:
-                    merged[key] = _COMBINE[reduction](merged[key], value) if key in merged else value
+                    merged[key] = combine(reduction, merged[key], value) if key in merged else value
     for key, total in sums.items():
         if key != "loss":
             merged[key] = total / weights[key] if weights[key] else 0.0
@@ -60,6 +60,7 @@ class TrainerGroup:
     def __init__(self, model_path: str, cfg: TrainerConfig, total_steps: int = 1, name: str = "trainer",
                  call_timeout: float = 3600.0):
         self.cfg, self.world_size, self.call_timeout = cfg, cfg.world_size, call_timeout
+        self.metric_reductions: dict[str, str] = {}  # as the losses declared them (see merge_loss_metrics)
         bundle = {"CPU": cfg.num_cpus_per_actor}
         if cfg.num_gpus_per_actor:
             bundle["GPU"] = cfg.num_gpus_per_actor
@@ -124,10 +125,15 @@ class TrainerGroup:
 
     def train_step(self, mini: Sequence[Sequence[MicroBatch]], algorithm: str, params: dict[str, Any],
                    denominator: float, with_entropy: bool = False) -> dict[str, float]:
-        return merge_loss_metrics(self._sharded("train_step", mini, algorithm, params, denominator, with_entropy))
+        return self._merge(self._sharded("train_step", mini, algorithm, params, denominator, with_entropy))
 
     def sft_step(self, mini: Sequence[Sequence[MicroBatch]], denominator: float) -> dict[str, float]:
-        return merge_loss_metrics(self._sharded("sft_step", mini, denominator))
+        return self._merge(self._sharded("sft_step", mini, denominator))
+
+    def _merge(self, results: list[dict[str, Any]]) -> dict[str, float]:
+        for result in results:
+            self.metric_reductions.update(result.get("reductions", {}))
+        return merge_loss_metrics(results)
 
     def push_weights(self, engines: list[Any], version: int, bucket_bytes: int = 1 << 30,
                      sync: WeightSyncConfig | None = None) -> dict[str, float]:

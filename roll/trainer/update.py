@@ -20,6 +20,7 @@ import ipa
 from roll.config.errors import ConfigError
 from roll.config.training import AlgorithmConfig, TrainerConfig
 from roll.trainer.batch import MicroBatch, Sample, flatten, plan
+from roll.trainer.metric_reduction import reduce_values
 
 LOSS_FUNCTIONS = {"ipa": ipa.ipa_loss, "grpo": ipa.grpo_loss, "gspo": ipa.gspo_loss, "ppo": ipa.ppo_loss,
                   "reinforce": ipa.reinforce_loss}
@@ -137,9 +138,10 @@ def run_update(group: Any, update: UpdatePlan, algo: AlgorithmConfig, epochs: in
         for mini, denominator in zip(update.plan, update.denominators):
             results.append(group.train_step(mini, algo.name, params, denominator, with_entropy))
     merged: dict[str, float] = {}
+    reductions = getattr(group, "metric_reductions", {})
     for key in results[0]:
         values = [r[key] for r in results if key in r]
-        merged[key] = max(values) if "max" in key else sum(values) / len(values)
+        merged[key] = reduce_values(reductions.get(key, "mean"), values)
     merged["optimizer_steps"] = float(len(results))
     merged["train_tokens"] = float(sum(r["train_tokens"] for r in results))
     return merged

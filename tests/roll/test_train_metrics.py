@@ -98,3 +98,27 @@ def test_the_losses_declare_their_non_mean_metrics() -> None:
     merged = merge_loss_metrics([{"loss": 0.0, "grad_norm": None, "lr": 0.1, "tokens": 6, "records": [(6, m)],
                                   "reductions": out.reductions} for m in (out.metrics, out.metrics)])
     assert merged["num_tokens"] == 12.0
+
+
+def test_run_update_merges_optimizer_steps_by_declared_reduction() -> None:
+    from types import SimpleNamespace
+
+    from roll.config.training import AlgorithmConfig
+    from roll.trainer.update import run_update
+
+    class FakeGroup:  # stands in for TrainerGroup (tested for real in test_train_trainer.py): two mini-batch steps
+        metric_reductions = {"num_tokens": "sum", "ratio_max": "max"}
+
+        def __init__(self) -> None:
+            self.answers = iter([{"loss": 1.0, "num_tokens": 3.0, "ratio_max": 1.5, "max_len_share": 0.2,
+                                  "train_tokens": 5.0},
+                                 {"loss": 3.0, "num_tokens": 4.0, "ratio_max": 1.2, "max_len_share": 0.6,
+                                  "train_tokens": 7.0}])
+
+        def train_step(self, *args, **kwargs) -> dict[str, float]:
+            return next(self.answers)
+
+    update = SimpleNamespace(plan=[[], []], denominators=[1.0, 1.0])
+    merged = run_update(FakeGroup(), update, AlgorithmConfig(name="reinforce"))
+    assert merged["loss"] == 2.0 and merged["num_tokens"] == 7.0 and merged["ratio_max"] == 1.5
+    assert merged["max_len_share"] == 0.4 and merged["train_tokens"] == 12.0 and merged["optimizer_steps"] == 2.0
