@@ -95,9 +95,14 @@ class EnvWorker:
         return [result.to_dict() for result in results]
 
     def close(self) -> None:
+        """Stop this worker's sandboxes, then sweep this host for those of workers that died before (their owner
+        is gone: nobody else would remove them once the run shuts down)."""
+        from rock.reaper import reap
+
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
+        reap()
 
 
 def create_env_worker(index: int, model_path: str, sandbox: Any, agent: Any, rollout: Any, engines: list[Any],
