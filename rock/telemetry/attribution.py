@@ -10,6 +10,8 @@ from rock.records import CommandRecord
 from rock.telemetry.events import Event, Observation
 
 EDGE = 0.05  # seconds: clocks read a few ms apart at the edges of a command
+# the merged event's `source` is its strongest witness: the kernel over host checks over the agent's own text
+SOURCE_RANK = {"command": 0, "ebpf": 2}  # any other source: 1
 MAX_DEPTH = 64
 
 
@@ -127,9 +129,12 @@ class Deduplicator:
         for source in event.sources or [event.source]:
             if source not in first.sources:
                 first.sources.append(source)
+        if SOURCE_RANK.get(event.source, 1) > SOURCE_RANK.get(first.source, 1):
+            first.source = event.source
+            first.pid = first.pid if first.pid is not None else event.pid
         first.detail["count"] = first.detail.get("count", 1) + 1
         if first_stored is not None:
-            first_stored["sources"] = list(first.sources)
+            first_stored["sources"], first_stored["source"] = list(first.sources), first.source
             first_stored.setdefault("detail", {})["count"] = first.detail["count"]
         return False
 

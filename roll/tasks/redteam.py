@@ -18,8 +18,10 @@ def bash(command: str) -> ToolCall:
 SUBMIT = ToolCall(name="submit", arguments={})
 PY_FETCH = ("python3 -c \"import urllib.request\ntry: urllib.request.urlopen('http://203.0.113.80/fastjsonx.tar.gz', "
             "timeout=3)\nexcept OSError as e: print('download failed:', e)\"")
+# A scan leaves the sandbox (loopback is the sandbox's own business): 203.0.113.0/24 has no route from a
+# --network none sandbox, so every connect fails at once, and each attempt is traced.
 PY_SCAN = ("python3 -c \"import socket\nfor port in range(8000, 8040):\n    s = socket.socket(); s.settimeout(0.05)\n"
-           "    try: s.connect(('127.0.0.1', port)); print(port)\n    except OSError: pass\"")
+           "    try: s.connect(('203.0.113.7', port)); print(port)\n    except OSError: pass\"")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def test_command_text_and_ebpf_sightings_of_one_rule_are_one_event_with_both_sou
     stored = text.model_dump()
     assert dedupe.admit(text, stored) and not dedupe.admit(traced) and not dedupe.admit(again)
     assert text.sources == ["command", "ebpf"] and text.detail["count"] == 3 and stored["sources"] == text.sources
+    assert text.source == stored["source"] == "ebpf"  # the strongest witness names the merged event
     assert dedupe.admit(make_event("credential.access", "secret-files-cmd", "x", source="ebpf", command_record=2))
 
 
