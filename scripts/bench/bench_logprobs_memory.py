@@ -1,7 +1,7 @@
 """Peak memory of one micro-batch's log-probs, full-vocabulary logits (the old path) vs chunked (roll/trainer/logprobs).
 
     python scripts/bench/bench_logprobs_memory.py                       # vocab 152,064 (Qwen2), 1 x 2048 tokens
-    python scripts/bench/bench_logprobs_memory.py --seq 4096 --chunk 512
+    python scripts/bench/bench_logprobs_memory.py --seq 4096 --chunks 512
 
 Each variant runs in a fresh subprocess on the same randomly initialised Qwen2 model (built from a config; the vocabulary
 is what matters, the transformer is small). Peak = the process's resident-set high-water mark (VmHWM, reset through
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = [("no-grad", "full"), ("no-grad", "chunked"), ("fwd+bwd", "full"), ("fwd+bwd", "chunked")]
+MODES = ("no-grad", "fwd+bwd")
 
 
 def _status_kib(field: str) -> int:
@@ -71,7 +71,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--seq", type=int, default=2048)
-    parser.add_argument("--chunk", type=int, default=1024)
+    parser.add_argument("--chunks", default="1024,256", help="chunk sizes (tokens) of the new path, comma-separated")
+    parser.add_argument("--chunk", type=int, default=1024, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="no-grad", help=argparse.SUPPRESS)
@@ -80,25 +81,31 @@ def main() -> None:
     if args.child:
         return child(args)
 
+    chunks = [int(c) for c in args.chunks.split(",")]
+    variants = [("full", args.chunk)] + [("chunked", c) for c in chunks]
     results = {}
-    for mode, variant in VARIANTS:
-        command = [sys.executable, __file__, "--child", "--mode", mode, "--variant", variant,
-                   *(f"--{key}={getattr(args, key)}" for key in ("vocab", "hidden", "layers", "batch", "seq", "chunk",
-                                                                 "threads"))]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[(mode, variant)] = json.loads(out.strip().splitlines()[-1])
+    for mode in MODES:
+        for variant, chunk in variants:
+            command = [sys.executable, __file__, "--child", "--mode", mode, "--variant", variant, f"--chunk={chunk}",
+                       *(f"--{key}={getattr(args, key)}" for key in ("vocab", "hidden", "layers", "batch", "seq",
+                                                                     "threads"))]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[(mode, variant, chunk)] = json.loads(out.strip().splitlines()[-1])
 
     tokens = args.batch * args.seq
-    print(f"one micro-batch: {args.batch} x {args.seq} tokens, vocab {args.vocab:,}, chunk {args.chunk} tokens; "
-          f"one float32 [B,T,V] logits copy = {tokens * args.vocab * 4 / 2**20:,.0f} MiB")
-    print(f"| pass | full logits (old) peak MiB | chunked (new) peak MiB | ratio old/new | old s | new s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for mode in ("no-grad", "fwd+bwd"):
-        old, new = results[(mode, "full")], results[(mode, "chunked")]
-        if abs(old["checksum"] - new["checksum"]) > 1e-3 * abs(old["checksum"]):
-            raise SystemExit(f"{mode}: the two paths disagree ({old['checksum']} vs {new['checksum']})")
-        print(f"| {mode} | {old['peak_mib']:,.0f} | {new['peak_mib']:,.0f} | {old['peak_mib'] / new['peak_mib']:.1f}x "
-              f"| {old['seconds']:.2f} | {new['seconds']:.2f} |")
+    print(f"one micro-batch: {args.batch} x {args.seq} tokens, vocab {args.vocab:,}; one float32 [B,T,V] logits "
+          f"copy = {tokens * args.vocab * 4 / 2**20:,.0f} MiB; peak MiB above the loaded model (seconds)")
+    print("| pass | full logits (old) | " + " | ".join(f"chunks of {c} (new) | ratio old/new" for c in chunks) + " |")
+    print("| --- | ---: | " + " | ".join("---: | ---:" for _ in chunks) + " |")
+    for mode in MODES:
+        old = results[(mode, "full", args.chunk)]
+        cells = [f"{old['peak_mib']:,.0f} ({old['seconds']:.1f} s)"]
+        for chunk in chunks:
+            new = results[(mode, "chunked", chunk)]
+            if abs(old["checksum"] - new["checksum"]) > 1e-3 * abs(old["checksum"]):
+                raise SystemExit(f"{mode}: the two paths disagree ({old['checksum']} vs {new['checksum']})")
+            cells += [f"{new['peak_mib']:,.0f} ({new['seconds']:.1f} s)", f"{old['peak_mib'] / new['peak_mib']:.1f}x"]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
