@@ -149,7 +149,10 @@ def audit(path: str = typer.Argument(..., help="a run directory or a trajectorie
 @app.command()
 def tracer(action: str = typer.Argument("status", help="start | stop | status")) -> None:
     """The host eBPF tracer that serves every sandbox on this machine."""
-    from rock.telemetry.tracer import ensure_tracer, stop_tracer, tracer_pid
+    import time
+
+    from rock.telemetry.spool import read_heartbeat
+    from rock.telemetry.tracer import SPOOL, ensure_tracer, stop_tracer, tracer_alive, tracer_pid
 
     if action == "start":
         status = ensure_tracer()
@@ -159,7 +162,15 @@ def tracer(action: str = typer.Argument("status", help="start | stop | status"))
         console.print("stopped" if stop_tracer() else "no tracer running")
         return
     pid = tracer_pid()
-    console.print(f"tracer running (pid {pid})" if pid else "no tracer running")
+    if pid is None:
+        console.print("no tracer running")
+        raise typer.Exit(1)
+    beat = read_heartbeat(SPOOL) or {}
+    alive = tracer_alive()
+    lag = time.time() - float(beat.get("watermark", 0.0))
+    console.print(f"tracer {'alive' if alive else 'NOT RESPONDING'} (pid {pid}): output {lag * 1000:.0f} ms behind, "
+                  f"{beat.get('lost', 0)} event(s) lost, {beat.get('dropped', 0)} unclaimed record(s)")
+    raise typer.Exit(0 if alive else 1)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ EXEC_SYSCALLS = ["execve", "execveat"]
 LINK_SYSCALLS = ["symlink", "symlinkat", "link", "linkat"]
 MAX_ARGS = 24  # argv elements recorded per exec; the rest are counted as cut
 STRLEN = 128  # bytes per string (BPFTRACE_STRLEN; 160 and more overflow the 512-byte BPF stack)
+SYSTEM_TREES = ["/usr/lib/", "/lib/", "/usr/share/", "/usr/local/lib/"]  # skipped in the kernel (see below)
 WALK_DEPTH = 12  # directory levels of a relative path's starting directory read in the kernel
 HEARTBEAT_MS = 10  # the kernel-time watermark cadence (see spool.py)
 # Files every dynamically linked program opens, skipped in the kernel by exact name (a map lookup), so that
@@ -96,6 +97,23 @@ def _directory_walk(path: str, dfd: str) -> str:
   }}"""
 
 
+def _system_tree_skip(path: str) -> str:
+    """Sets $skip for a path in a root-owned system tree (most opens: libraries, Python's standard library) that
+    cannot lead elsewhere: no `/.` or `//` anywhere (scanned byte by byte), and the agent, never root, cannot plant
+    links there. Everything else goes to user space, which resolves it."""
+    prefixes = " || ".join(f'strncmp(str({path}), "{prefix}", {len(prefix)}) == 0' for prefix in SYSTEM_TREES)
+    return f"""$skip = 0;
+    if ({prefixes}) {{
+      $skip = 1; $i = 0; $prev = 0; $s = (uint64){path};
+      while ($i < {STRLEN - 1}) {{
+        $c = *(uint8 *)uptr($s + $i);
+        if ($c == 0) {{ break; }}
+        if ($prev == 47 && ($c == 46 || $c == 47)) {{ $skip = 0; break; }}
+        $prev = $c; $i++;
+      }}
+    }}"""
+
+
 def _exec_probe(name: str, host_level: int) -> str:
     dfd = "args->fd" if name == "execveat" else "-100"
     flags = "args->flags" if name == "execveat" else "0"
@@ -122,8 +140,11 @@ def _open_probe(name: str, host_level: int) -> str:
 {{
   $t = nsecs;
   if (@hot_files[str({path})] == 0) {{
-    {record}
-    {_directory_walk(path, dfd)}
+    {_system_tree_skip(path)}
+    if ($skip == 0) {{
+      {record}
+      {_directory_walk(path, dfd)}
+    }}
   }}
 }}"""
 
