@@ -89,7 +89,10 @@ def join_group(host: str, port: int, rank: int, world_size: int, backend: str, t
     prefixed = dist.PrefixStore(GROUP_PREFIX, store)
     if backend == "gloo":
         options = dist.ProcessGroupGloo._Options()
-        options._devices = [dist.ProcessGroupGloo.create_device(hostname=host)]  # only the store's interface
+        loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+        # On one node the group stays on the loopback interface; across nodes each member binds its own default one.
+        options._devices = [dist.ProcessGroupGloo.create_device(hostname=host) if loopback
+                            else dist.ProcessGroupGloo.create_default_device()]
         options._timeout = timeout
         return dist.ProcessGroupGloo(prefixed, rank, world_size, options)
     if backend == "nccl":
