@@ -43,7 +43,7 @@ async def file_size(run: RunInSession, path: str) -> int:
     """The size of a regular file (symlinks followed), read as the sandbox user; OSError when it is not one."""
     quoted = shlex.quote(path)
     result = await run(f"if [ -f {quoted} ]; then stat -L -c %s -- {quoted}; elif [ -e {quoted} ]; "
-                       f"then echo 'Is a directory or a special file' >&2; false; else stat -L -c %s -- {quoted}; fi")
+                       f"then echo 'not a regular file' >&2; false; else stat -L -c %s -- {quoted}; fi")
     text = result.output.strip()
     if result.exit_code != 0 or not text.isdigit():
         if result.exit_code == 0:

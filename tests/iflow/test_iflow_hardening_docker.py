@@ -2,6 +2,7 @@
 symlinks, huge sparse files, and the capped host-side transfers."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import resource
 import time
@@ -97,6 +98,10 @@ async def test_session_file_io_round_trips_bytes_and_keeps_the_mode(backend, san
     assert ran.output.split() == ["two", "755"]
     with pytest.raises(FileTooLarge):
         await backend.read_file("data/blob.bin", limit=len(payload) - 1)
+    await backend.run("mkfifo /workspace/pipe", timeout=30)
+    for special in ("pipe", "data", "/proc/self/fd/0", "missing"):
+        with pytest.raises(OSError):
+            await asyncio.wait_for(backend.read_file(special), 20)
 
 
 async def test_sparse_50g_file_is_refused_before_reading_in_a_sandbox(backend, sandbox):
