@@ -54,3 +54,8 @@ def test_ordinary_commands_fire_nothing(rules, command):
 def test_a_rule_fires_once_per_command_text(rules):
     assert fired(rules, "ssh -R 1:h:2 a; ssh -R 3:h:4 b").count("ssh-tunnel") == 2  # two commands, merged later
     assert fired(rules, "cat /etc/shadow | grep root").count("secret-files-cmd") == 1
+
+
+def test_nested_wrappers_are_unwrapped_a_few_levels_and_never_explode():
+    assert ["ssh", "-R", "1:h:2", "h"] in simple_commands("sudo env nice ssh -R 1:h:2 h")
+    assert len(simple_commands("env " * 5000 + "ssh -R 1:h:2 h")) < 100

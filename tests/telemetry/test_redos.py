@@ -10,8 +10,8 @@ from rock.telemetry.detectors import apply_rules
 from rock.telemetry.rules import Rule
 
 HOSTILE = {
-    "env-secret-grep": "env " + "| grep " * 16_000,
-    "interpreter-socket-shell": "socket " * 15_000 + "x",
+    "env-secret-grep": "env " * 12_500 + "| grep " * 7_200,  # Python's re: 1.3 s at 2 KB, cubic
+    "interpreter-socket-shell": "socket " * 15_000 + "x",  # quadratic
     "many-segments": "a; " * 34_000,
     "quotes": "'" + "x " * 50_000,
 }
