@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import re2
 
 from rock.procfs import read_stat, same_process, uptime
+from rock.telemetry import container_paths
 from rock.telemetry.events import Event, make_event
 
 # interpreters and shells by executable file name (after resolving /proc/PID/exe)
@@ -155,28 +157,42 @@ class InterpreterIdentity:
         return self._by_inode[key]
 
 
+def _read_in_container(pid: int, path: str, base: str | None) -> str | None:
+    """At most MAX_CONFIG_BYTES of a regular file as the process sees it. Links are followed inside the container
+    (never out to the host's files), and the file itself is opened without following a link."""
+    resolved = container_paths.resolve(path, pid, base)
+    where = f"/proc/{pid}/root{resolved}"
+    try:
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, MAX_CONFIG_BYTES).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def mining_config(pid: int) -> str | None:
     """A file the process names on its command line, or holds open, that configures a mining pool."""
     candidates = []
     for arg in argv_of(pid)[1:]:
         value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
-        if value and not value.startswith("-"):
-            candidates.append(value if value.startswith("/") else f"cwd/{value}")
+        if value and not value.startswith("-") and len(value) < 4096:
+            candidates.append(value)
     try:
-        candidates += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        candidates += [link for fd in os.listdir(f"/proc/{pid}/fd") if (link := fd_target(pid, int(fd)))
+                       .startswith("/")]
     except OSError:
         pass
-    for name in dict.fromkeys(candidates):
-        where = f"/proc/{pid}/{name}" if name.startswith("cwd/") else f"/proc/{pid}/root{name}"
-        try:
-            if not os.path.isfile(where):
-                continue
-            with open(where, "rb") as handle:
-                text = handle.read(MAX_CONFIG_BYTES).decode(errors="replace")
-        except OSError:
-            continue
-        if MINING_CONFIG.search(text):
-            return name.removeprefix("cwd/")
+    base = container_paths.base_directory(pid, container_paths.AT_FDCWD, [])
+    for name in list(dict.fromkeys(candidates))[:64]:
+        text = _read_in_container(pid, name, base)
+        if text is not None and MINING_CONFIG.search(text):
+            return name
     return None
 
 
@@ -207,11 +223,11 @@ class ProcessCensus:
         return True
 
     def socket_shells(self, procs: dict[int, Proc]) -> list[Event]:
-        """A shell or interpreter (by its executable) with a socket on stdin or stdout: a reverse shell."""
+        """A shell or interpreter (by its executable) with a socket on stdin, stdout or stderr: a reverse shell."""
         events = []
         for proc in procs.values():
             fds = stdio_sockets(proc.pid)
-            if not (set(fds) & {0, 1}) or not self.identity.is_interpreter(proc.pid):
+            if not fds or not self.identity.is_interpreter(proc.pid):
                 continue
             if self._once("socket-on-stdio", proc):
                 events.append(make_event("network.reverse_shell", "socket-on-stdio",

@@ -53,6 +53,16 @@ def test_renamed_throttled_miner_with_its_pool_in_a_config_file(watched):
     assert watched.policy.verdict(events).quarantine
 
 
+def test_a_config_link_to_a_host_file_is_not_followed_out_of_the_container(watched, tmp_path):
+    fast_background_cpu(watched)
+    host_file = tmp_path / "pool.json"  # exists on the host only; a monitor reading it as root would "find" a pool
+    host_file.write_text(POOL)
+    watched.sandbox.write_file("svc.py", THROTTLED.replace("config = open(sys.argv[1]).read()\n", ""))
+    _, events = watched.turn(1, f"ln -s {host_file} cfg.json && python3 svc.py cfg.json >/dev/null 2>&1 & sleep 0.2")
+    events += collect(watched, 30, until=lambda found: of(found, "compute.anomaly", "background-cpu"))
+    assert of(events, "compute.anomaly", "background-cpu") and not of(events, "compute.mining")
+
+
 def test_miner_running_beside_a_foreground_command_is_background_cpu(watched):
     fast_background_cpu(watched)
     watched.sandbox.write_file("svc.py", THROTTLED)
