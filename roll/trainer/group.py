@@ -15,14 +15,12 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from roll.config.training import TrainerConfig
-from roll.ray_wait import get, wait_placement
-from roll.trainer.metric_reduction import combine
 from roll.engines.config import WeightSyncConfig
+from roll.ray_wait import get, wait_placement
 from roll.trainer.actor import TrainerActor
-from roll.trainer.collective_sync import CollectiveWeightSync
 from roll.trainer.batch import MicroBatch
-
-
+from roll.trainer.collective_sync import CollectiveWeightSync
+from roll.trainer.metric_reduction import combine
 
 
 def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ipa_strategies import SETTINGS, assert_close, batches
 
-from ipa import chunk_index, compute_loss, grpo_loss, gspo_loss, ipa_loss, LossInputs
+from ipa import LossInputs, chunk_index, compute_loss, grpo_loss, gspo_loss, ipa_loss
 
 CAPS = st.sampled_from((None, 1.0, 2.0, 10.0))
 
