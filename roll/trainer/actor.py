@@ -181,9 +181,10 @@ class TrainerActor:
                 "tokens": tokens, "time_s": time.perf_counter() - started}
 
     # ---- weights out -------------------------------------------------------------------------------------------
-    def iter_weights(self, device: str = "cpu"):
-        """(name, tensor copied to `device`) for every parameter, HF names; rank 0 gets the tensors, other ranks None.
-        Under ZeRO-3 each parameter is gathered in turn, every rank taking part (so all ranks must iterate to the end).
+    def iter_weights(self, device: str = "cpu", copy: bool = True):
+        """(name, tensor on `device`) for every parameter, HF names; rank 0 gets the tensors, other ranks None. Under
+        ZeRO-3 each parameter is gathered in turn, every rank taking part (so all ranks must iterate to the end), and
+        always copied (the gathered tensor is freed); `copy=False` may return the parameter's own storage otherwise.
         """
         import deepspeed
 
@@ -192,7 +193,7 @@ class TrainerActor:
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
                     yield name, param.detach().to(device, copy=True) if self.rank == 0 else None
             else:
-                yield name, param.detach().to(device, copy=True) if self.rank == 0 else None
+                yield name, param.detach().to(device, copy=copy) if self.rank == 0 else None
 
     def gather_state_dict(self) -> dict[str, Any] | None:
         """The full weights (HF names) on rank 0 as CPU tensors, None on other ranks. Collective under ZeRO-3."""
@@ -259,7 +260,7 @@ class TrainerActor:
     def broadcast_weights(self, plan: list[Bucket]) -> dict[str, float]:
         """Every rank: gather the weights (ZeRO-3 needs all ranks); rank 0 broadcasts them bucket by bucket."""
         started = time.perf_counter()
-        weights = self.iter_weights(device=str(self.device))
+        weights = self.iter_weights(device=str(self.device), copy=False)  # each bucket is concatenated anyway
         if self.rank != 0:
             for _ in weights:
                 pass

@@ -35,11 +35,15 @@ def trainer_config(world_size: int, stage: int) -> TrainerConfig:
 
 
 def reference_update(model_path: Path, samples: list[Sample], algo: AlgorithmConfig) -> tuple[list[float], dict]:
-    """The same two steps in plain torch: no DeepSpeed, no Ray, one process."""
+    """The same two steps in plain torch: no DeepSpeed, no Ray, one process, full-vocabulary logits."""
     from transformers import AutoModelForCausalLM
 
     import ipa
-    from roll.trainer.logprobs import forward_logprobs
+    from roll.trainer.logprobs import shifted_logprobs
+
+    def forward_logprobs(model, input_ids, attention_mask):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return shifted_logprobs(logits, input_ids), None
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
@@ -87,10 +91,19 @@ def reference(tiny_model_path: Path):
 ])
 def test_deepspeed_update_equals_plain_torch(ray_local, tiny_model_path: Path, reference, world_size: int,
                                             stage: int) -> None:
+    assert_update_equals_reference(tiny_model_path, reference, trainer_config(world_size, stage))
+
+
+def test_gradient_checkpointing_gives_the_same_update(ray_local, tiny_model_path: Path, reference) -> None:
+    cfg = trainer_config(1, 2).model_copy(update={"gradient_checkpointing": True})
+    assert_update_equals_reference(tiny_model_path, reference, cfg)
+
+
+def assert_update_equals_reference(tiny_model_path: Path, reference, cfg: TrainerConfig) -> None:
     from roll.trainer.group import TrainerGroup
 
     samples, ref_losses, ref_weights, initial = reference
-    cfg = trainer_config(world_size, stage)
+    world_size, stage = cfg.world_size, cfg.zero_stage
     algo = AlgorithmConfig(name="ipa")
     group = TrainerGroup(str(tiny_model_path), cfg, total_steps=STEPS)
     try:
