@@ -24,6 +24,7 @@ from roll.engines.weight_sync import (Bucket, TensorSpec, backend_for_device, jo
 from roll.trainer.batch import MicroBatch
 
 DS_TAG = "deepspeed"
+PUSH_TIMEOUT_S = 900.0  # one bucket to every engine (they drain in-flight requests first: engine.weight_sync_timeout)
 
 
 def _free_port() -> int:
@@ -208,6 +209,8 @@ class TrainerActor:
         neither side ever holds a second full copy of a large model. Returns gather / push seconds and bytes."""
         import ray
 
+        from roll.ray_wait import get
+
         started = time.perf_counter()
         gather_s = push_s = 0.0
         sent = 0
@@ -224,7 +227,8 @@ class TrainerActor:
                 clock = time.perf_counter()
                 ref = ray.put(bucket)
                 final = name == plan[-1][-1].name
-                ray.get([engine.update_weights.remote(ref, version, final) for engine in engines])
+                get([engine.update_weights.remote(ref, version, final) for engine in engines], PUSH_TIMEOUT_S,
+                    f"weight push of version {version} to {len(engines)} engine(s)")
                 sent += sum(t.numel() * t.element_size() for t in bucket.values())
                 bucket = {}
                 push_s += time.perf_counter() - clock
