@@ -3,9 +3,10 @@
 (`Authorization: Bearer <token>`) names the session. Unknown sessions get 401: nothing is served outside an episode."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -49,6 +50,34 @@ class BodyLimit:
             await self.app(scope, limited, send)
         except BadRequest as exc:
             await error(413, str(exc), "invalid_request_error")(scope, receive, send)
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready; the engine request was cancelled."""
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+    """Await `work`, cancelling it (so the engine aborts the request) if the client disconnects first. The ASGI
+    server does not cancel a handler on disconnect by itself, so the connection is watched alongside."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            watch.cancel()
+            raise ClientGone()
+        watch.cancel()
+    return task.result()
 
 
 def _usage(call: ProxyCall) -> dict[str, int]:
@@ -106,7 +135,7 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
                              "finish_reason": "length" if call.finish_reason == "length" else "stop"}],
                 "usage": _usage(call)}
 
-    async def stream(session: Session, call: ProxyCall, sampling: Any, chat: bool,
+    async def stream(request: Request, session: Session, call: ProxyCall, sampling: Any, chat: bool,
                      usage: bool) -> AsyncIterator[bytes]:
         """Headers and a first chunk go out at once; the rest when the engine answers. A client that disconnects
         meanwhile cancels this generator, which aborts the engine request."""
@@ -121,9 +150,11 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
             if chat:
                 yield chunk({"delta": {"role": "assistant", "content": ""}})
             try:
-                await service.execute(session, call, sampling)
+                await until_disconnect(request, service.execute(session, call, sampling))
             except EngineFailure as exc:
                 yield _sse({"error": {"message": str(exc), "type": "server_error", "code": None}})
+                return
+            except ClientGone:
                 return
             if chat:
                 message = call.response_message or {}
@@ -156,14 +187,16 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
             if body.get("stream"):
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 streaming = True
-                return StreamingResponse(stream(session, call, sampling, endpoint == "chat", usage),
+                return StreamingResponse(stream(request, session, call, sampling, endpoint == "chat", usage),
                                          media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-            await service.execute(session, call, sampling)
+            await until_disconnect(request, service.execute(session, call, sampling))
             return JSONResponse(chat_body(call) if endpoint == "chat" else text_body(call))
         except BadRequest as exc:
             return error(400, str(exc), "invalid_request_error")
         except EngineFailure as exc:
             return error(504 if exc.timed_out else 503, str(exc), "server_error")
+        except ClientGone:
+            return error(499, "client closed the connection", "invalid_request_error")
         finally:
             if not streaming:
                 sessions.release(session)
