@@ -63,6 +63,10 @@ class AlgorithmConfig(_Strict):
     kl_coef: float = Field(0.0, ge=0, description="k3 KL to the reference model; > 0 starts a reference actor")
     filter_zero_variance_groups: bool = Field(
         False, description="drop groups whose rewards are all equal (no group-relative signal)")
+    failure_reward: float | None = Field(
+        None, description="reward a failed trajectory (verifier score <= 0) is trained with, e.g. -1 to push "
+                          "failures down; the safety penalty still applies and the record keeps the verifier's "
+                          "outcome (null: train with the recorded reward)")
 
 
 class LoopConfig(_Strict):

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from iflow.trajectory import Trajectory, training_sequences
 from ipa import LossInputs, chunk_index
+from roll.rewards import training_reward
 
 # What happens to a training sequence longer than trainer.max_seq_len (its tail is cut in every mode but the first):
 #   drop_sample  not trained on at all (the cut piece's chunks would be credited with an outcome they did not reach)
@@ -57,7 +58,8 @@ class SampleSet:
     stats: dict[str, float]  # truncated_frac: share of the training sequences cut at max_seq_len
 
 
-def _trajectory_chunk_rewards(trajectory: Trajectory, chunk_of_turn: dict[int, int]) -> list[float] | None:
+def _trajectory_chunk_rewards(trajectory: Trajectory, chunk_of_turn: dict[int, int],
+                              final_reward: float) -> list[float] | None:
     """Per-chunk rewards r_k when any turn has one; the trajectory's final reward R is added to r_K (Eq. 7)."""
     turns = [turn for turn in trajectory.turns if turn.index in chunk_of_turn]
     if not any(turn.reward is not None for turn in turns):
@@ -65,19 +67,20 @@ def _trajectory_chunk_rewards(trajectory: Trajectory, chunk_of_turn: dict[int, i
     rewards = [0.0] * len(chunk_of_turn)
     for turn in turns:
         rewards[chunk_of_turn[turn.index]] += float(turn.reward or 0.0)
-    rewards[-1] += float(trajectory.reward or 0.0)
+    rewards[-1] += final_reward
     return rewards
 
 
 def build_samples(
     trajectories: Sequence[Trajectory], *, error_masking: bool, max_seq_len: int | None = None,
-    truncation: str = "keep",
+    truncation: str = "keep", failure_reward: float | None = None,
 ) -> SampleSet:
     """One sample per training sequence, and how many were cut. `error_masking` drops turns with train_mask=0 from
     the loss (they stay chunks: K and the discounting count them). `truncation` is one of TRUNCATION_MODES.
 
     Group ids are dense ints in order of first appearance of `group_id` (falling back to `task_id`); trajectory
-    rewards of None count as 0. Per-turn rewards become `chunk_rewards` (by chunk id) when any turn has one."""
+    rewards of None count as 0; a failed trajectory is trained with `failure_reward` (roll.rewards.training_reward).
+    Per-turn rewards become `chunk_rewards` (by chunk id) when any turn has one."""
     if truncation not in TRUNCATION_MODES:
         raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
     groups: dict[str, int] = {}
@@ -87,7 +90,8 @@ def build_samples(
         key = trajectory.group_id if trajectory.group_id is not None else trajectory.task_id or trajectory.id
         group = groups.setdefault(key, len(groups))
         chunk_of_turn = {turn.index: k for k, turn in enumerate(t for t in trajectory.turns if t.completion_ids)}
-        reward, chunk_rewards = float(trajectory.reward or 0.0), _trajectory_chunk_rewards(trajectory, chunk_of_turn)
+        reward = training_reward(trajectory, failure_reward)
+        chunk_rewards = _trajectory_chunk_rewards(trajectory, chunk_of_turn, reward)
         pieces = []
         for seq in training_sequences(trajectory):
             mask = [int(m and t >= 0) if error_masking else int(t >= 0) for m, t in zip(seq.train_mask, seq.turn_ids)]
