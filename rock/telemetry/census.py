@@ -121,7 +121,8 @@ def _digest(path: str) -> str | None:
 
 class InterpreterIdentity:
     """Is a process a shell or an interpreter? Decided by its executable: by file name, or (a renamed copy) by
-    content equal to one of the container's own interpreters."""
+    content equal to one of the container's own interpreters (regular files only: an absolute link inside the
+    container would name a host file)."""
 
     def __init__(self) -> None:
         self._known: set[str] | None = None
@@ -136,7 +137,8 @@ class InterpreterIdentity:
             except OSError:
                 continue
             for name in names:
-                if INTERPRETER.search(name) and (digest := _digest(f"{root}/{name}")):
+                path = f"{root}/{name}"
+                if INTERPRETER.search(name) and not os.path.islink(path) and (digest := _digest(path)):
                     digests.add(digest)
         return digests
 

@@ -54,8 +54,12 @@ true
 
 
 def protected_script(workdir: str, protected: list[str]) -> str:
+    """`<sha256>  protected:<path>` for every file under the protected paths (relative to the workdir)."""
+    if not protected:
+        return ""
     paths = " ".join(shlex.quote(p) for p in protected)
-    return f"cd {shlex.quote(workdir)} && find {paths} -type f -exec sha256sum {{}} + 2>/dev/null; true"
+    return (f"(cd {shlex.quote(workdir)} && find {paths} -type f -exec sha256sum {{}} + 2>/dev/null) "
+            "| sed 's/^\\([0-9a-f]\\{64\\}\\)  /\\1  protected:/'\n")
 
 
 def parse_hashes(output: str) -> dict[str, str]:
@@ -75,13 +79,9 @@ class FileWatch:
         self._baseline: dict[str, str] = {}
 
     def hashes(self) -> dict[str, str]:
-        found = {}
-        if self.protected:
-            found.update({f"protected:{name}": digest for name, digest in
-                          parse_hashes(self.run(["sh", "-c", protected_script(self.workdir, self.protected)])[1])
-                          .items()})
-        found.update(parse_hashes(self.run(["sh", "-c", watch_script(self.workdir, self.protected)])[1]))
-        return found
+        """Every watched file's digest, keyed `label:path` (one exec in the sandbox)."""
+        script = protected_script(self.workdir, self.protected) + watch_script(self.workdir, self.protected)
+        return parse_hashes(self.run(["sh", "-c", script])[1])
 
     def start(self) -> None:
         self._baseline = self.hashes()
