@@ -26,10 +26,12 @@ CALL_TEXT = 'let me look\n<tool_call>\n{"name": "bash", "arguments": {"command":
 
 
 class FakeScriptedPolicy:
-    """Answers every prompt with `text` (+ the end-of-turn token) after `delay` seconds; counts cancellations."""
+    """Answers the n-th prompt with texts[n] (the last one from then on; + the end-of-turn token) after `delay`
+    seconds; counts cancellations."""
 
-    def __init__(self, tokenizer, text: str = CALL_TEXT, delay: float = 0.0) -> None:
-        self.tokenizer, self.text, self.delay = tokenizer, text, delay
+    def __init__(self, tokenizer, text: str | list[str] = CALL_TEXT, delay: float = 0.0) -> None:
+        self.tokenizer, self.delay = tokenizer, delay
+        self.texts = [text] if isinstance(text, str) else list(text)
         self.started = self.cancelled = self.finished = 0
         self.in_flight = self.peak = 0
         self._lock = threading.Lock()
@@ -47,8 +49,9 @@ class FakeScriptedPolicy:
         finally:
             with self._lock:
                 self.in_flight -= 1
+        text = self.texts[min(self.finished, len(self.texts) - 1)]
         self.finished += 1
-        ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"][: sampling.max_tokens - 1]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: sampling.max_tokens - 1]
         ids.append(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         return Completion(text=self.tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
                           logprobs=[-0.25] * len(ids), finish_reason="stop", policy_version=7)

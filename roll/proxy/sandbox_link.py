@@ -1,0 +1,86 @@
+"""Reaching the proxy from a sandbox that has no network: the proxy's unix socket directory is bind-mounted into
+the container (read-only), and a tiny shim inside listens on 127.0.0.1:<port> and forwards every connection to the
+socket. The agent gets OPENAI_BASE_URL=http://127.0.0.1:<port>/s/<session token>/v1; the sandbox keeps
+network_mode none (no routable address exists inside it)."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+SOCKET_DIR_IN_SANDBOX = "/run/roll-proxy"
+SOCKET_NAME = "proxy.sock"
+SHIM_PORT = 8399
+SHIM_PATH = "/tmp/roll-proxy-shim.py"
+SHIM_SESSION = "roll-proxy-shim"
+
+SHIM_SOURCE = f'''
+import socket, sys, threading
+TARGET = "{SOCKET_DIR_IN_SANDBOX}/{SOCKET_NAME}"
+server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", int(sys.argv[1]))); server.listen(128)
+def pump(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try: s.shutdown(socket.SHUT_RDWR)
+            except OSError: pass
+def serve(client):
+    upstream = socket.socket(socket.AF_UNIX)
+    try:
+        upstream.connect(TARGET)
+    except OSError:
+        client.close(); upstream.close(); return
+    threading.Thread(target=pump, args=(client, upstream), daemon=True).start(); pump(upstream, client)
+while True:
+    conn, _ = server.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()
+'''
+
+
+def proxy_volumes(socket_path: str | Path) -> dict[str, dict[str, str]]:
+    """The docker volumes entry that mounts the proxy socket's directory into a sandbox (merge into
+    SandboxConfig.volumes). The directory must hold nothing but the socket."""
+    return {str(Path(socket_path).parent): {"bind": SOCKET_DIR_IN_SANDBOX, "mode": "ro"}}
+
+
+def agent_env(token: str, port: int = SHIM_PORT, model: str = "policy") -> dict[str, str]:
+    """What an OpenAI-style agent inside the sandbox needs to reach its session."""
+    base = f"http://127.0.0.1:{port}/s/{token}/v1"
+    return {"OPENAI_BASE_URL": base, "OPENAI_API_BASE": base, "OPENAI_API_KEY": token, "OPENAI_MODEL": model,
+            "IFLOW_BASE_URL": base, "IFLOW_API_KEY": token, "IFLOW_MODEL": model}
+
+
+async def start_shim(sandbox: Any, port: int = SHIM_PORT, timeout: float = 10.0) -> None:
+    """Write the shim into the sandbox and start it in the background; return once it accepts connections.
+    Raises RuntimeError when the proxy socket is not mounted or the shim does not come up (fail closed)."""
+    code, out = await sandbox.exec(["test", "-S", f"{SOCKET_DIR_IN_SANDBOX}/{SOCKET_NAME}"])
+    if code != 0:
+        raise RuntimeError(f"the proxy socket is not mounted at {SOCKET_DIR_IN_SANDBOX} in sandbox {sandbox.name}")
+    await sandbox.write_file(SHIM_PATH, SHIM_SOURCE, mode=0o644)
+    await sandbox.run(f"nohup python3 {SHIM_PATH} {int(port)} >/dev/null 2>&1 &", timeout=10, session=SHIM_SESSION)
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {int(port)}), 1).close()"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if (await sandbox.exec(["python3", "-c", probe], timeout=5))[0] == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the proxy shim did not come up in sandbox {sandbox.name}")
+
+
+def new_socket_path(prefix: str = "roll-proxy-") -> Path:
+    """A fresh directory for one proxy socket, traversable by the sandbox user (the socket itself is 0666:
+    sessions are authenticated by their secret tokens)."""
+    import os
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(directory, 0o755)
+    return directory / SOCKET_NAME
