@@ -81,7 +81,7 @@ class EgressProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"egress-{sandbox}", daemon=True)
 
-    def start(self) -> "EgressProxy":
+    def start(self) -> EgressProxy:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("egress proxy did not start")

@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import re2
 
 from rock.procfs import read_stat, same_process, uptime
 from rock.telemetry import container_paths
+from rock.telemetry.attribution import Lineage
+from rock.telemetry.detectors import BackgroundCpuDetector
 from rock.telemetry.events import Event, make_event
 
 # interpreters and shells by executable file name (after resolving /proc/PID/exe)
@@ -68,14 +71,14 @@ def alive(proc: Proc) -> bool:
 
 def cmdline(pid: int) -> str:
     try:
-        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace").strip()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
 
 
 def argv_of(pid: int) -> list[str]:
     try:
-        raw = open(f"/proc/{pid}/cmdline", "rb").read()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
@@ -101,7 +104,7 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     for task in tasks:
         try:
-            total += int(open(f"/proc/{pid}/task/{task}/schedstat").read().split()[0])
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
             seen = True
         except (OSError, ValueError, IndexError):
             continue
@@ -203,7 +206,7 @@ class ProcessCensus:
     `running(session)` says whether that session runs a command now; `last_end(session)` when its last finished
     command ended."""
 
-    def __init__(self, sandbox_name: str, lineage, cpu_detector) -> None:
+    def __init__(self, sandbox_name: str, lineage: Lineage, cpu_detector: BackgroundCpuDetector) -> None:
         self.sandbox_name = sandbox_name
         self.lineage = lineage
         self.cpu = cpu_detector
@@ -239,7 +242,8 @@ class ProcessCensus:
                                          detail={"exe": _exe(proc.pid), "fds": fds}))
         return events
 
-    def foreground(self, proc: Proc, shells: dict[int, str], running, last_end) -> bool:
+    def foreground(self, proc: Proc, shells: dict[int, str], running: Callable[[str], bool],
+                   last_end: Callable[[str], float]) -> bool:
         """Started by a command that runs now (a descendant of its session shell, born after the last command of
         that session ended)."""
         chain = self.lineage.chain(proc.pid)
@@ -254,8 +258,8 @@ class ProcessCensus:
                 return self.lineage.start.get(chain[index - 1], proc.start) > last_end(session)
         return False
 
-    def cpu_events(self, procs: dict[int, Proc], shells: dict[int, str], running, last_end,
-                   now: float) -> list[Event]:
+    def cpu_events(self, procs: dict[int, Proc], shells: dict[int, str], running: Callable[[str], bool],
+                   last_end: Callable[[str], float], now: float) -> list[Event]:
         usage = {}
         for proc in procs.values():
             spent = cpu_seconds(proc.pid)

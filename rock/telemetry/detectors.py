@@ -3,7 +3,7 @@ CPU samples."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Hashable
+from collections.abc import Hashable
 
 from rock.telemetry.events import Event, Observation, make_event
 from rock.telemetry.rules import Rule, is_loopback

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
-from typing import Callable
+from collections.abc import Callable
 
 from rock.telemetry.events import Event, make_event
 

@@ -15,8 +15,7 @@ from rock.sandbox import Sandbox
 from rock.telemetry.attribution import Attribution, Deduplicator
 from rock.telemetry.census import ProcessCensus
 from rock.telemetry.command_text import command_observations
-from rock.telemetry.detectors import (BackgroundCpuDetector, CpuAnomalyDetector, PtraceJudge, ScanDetector,
-                                      apply_rules)
+from rock.telemetry.detectors import BackgroundCpuDetector, CpuAnomalyDetector, PtraceJudge, ScanDetector, apply_rules
 from rock.telemetry.events import Event, Observation, make_event
 from rock.telemetry.integrity import FileWatch
 from rock.telemetry.poller import InContainerPoller
@@ -79,7 +78,7 @@ class SandboxMonitor:
         if self in self.sandbox.listeners:
             self.sandbox.listeners.remove(self)
 
-    def __enter__(self) -> "SandboxMonitor":
+    def __enter__(self) -> SandboxMonitor:
         self.start()
         return self
 
@@ -156,6 +155,11 @@ class SandboxMonitor:
     def _detect(self, observations: list[Observation]) -> list[Event]:
         events = []
         for obs in observations:
+            if obs.kind == "lost":  # the tracer dropped kernel events: the episode's record has a gap
+                events.append(make_event("telemetry.lost", "ebpf-lost", f"{obs.data.get('events', 0)} kernel "
+                                         "events lost by the tracer", time=obs.time, sandbox=obs.sandbox,
+                                         source="ebpf", detail=dict(obs.data)))
+                continue
             self.attribution.lineage.learn(obs)
             if self.ptrace.observe(obs):
                 continue

@@ -21,7 +21,7 @@ MAX_TEXT = 256 * 1024  # characters; a command line longer than this is matched 
 
 
 @lru_cache(maxsize=512)
-def compile_pattern(pattern: str) -> "re2._Regexp":
+def compile_pattern(pattern: str) -> re2._Regexp:
     options = re2.Options()
     options.log_errors = False
     return re2.compile(pattern, options)
@@ -90,9 +90,7 @@ class Rule(BaseModel):
             return False
         if self.not_loopback and is_loopback(obs.address):
             return False
-        if self.syscall is not None and obs.syscall not in self.syscall:
-            return False
-        return True
+        return self.syscall is None or obs.syscall in self.syscall
 
     def event(self, obs: Observation) -> Event:
         what = {"exec": " ".join(obs.argv)[:300], "connect": f"{obs.address}:{obs.port}", "open": obs.path,

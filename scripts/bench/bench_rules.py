@@ -40,13 +40,14 @@ def main() -> None:
     for rule, (pattern, make) in HOSTILE.items():
         for size in (int(s) for s in args.sizes.split(",")):
             command = make(size)
-            baseline = timed(lambda: re.search(pattern, command))
-            linear = timed(lambda: search(pattern, command))
+            baseline = timed(lambda pattern=pattern, command=command: re.search(pattern, command))
+            linear = timed(lambda pattern=pattern, command=command: search(pattern, command))
             table.add_row(rule, str(size), f"{baseline:.4f}", f"{linear:.6f}", f"{baseline / max(linear, 1e-9):,.0f}x")
     rules = load_rules()
     for name, (_, make) in HOSTILE.items():
         command = make(100_000)
-        total = timed(lambda: [apply_rules(rules, obs) for obs in command_observations(command, "rock-bench", 0.0)])
+        total = timed(lambda command=command: [apply_rules(rules, obs)
+                                               for obs in command_observations(command, "rock-bench", 0.0)])
         table.add_row(f"all {len(rules)} default rules ({name} input)", "100000", "-", f"{total:.4f}", "-")
     Console().print(table)
 

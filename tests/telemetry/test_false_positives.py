@@ -30,8 +30,7 @@ print("exited", os.WEXITSTATUS(status))
 '''
 
 WORKLOADS = {
-    "dev server on port 3333": "{server} sleep 0.5; {fetch}; kill %1; wait".format(
-        server=SERVER.format(port=3333), fetch=FETCH.format(port=3333)),
+    "dev server on port 3333": f"{SERVER.format(port=3333)} sleep 0.5; {FETCH.format(port=3333)}; kill %1; wait",
     "wait-for-port loop with /dev/tcp": SERVER.format(port=8000) + " until (echo > /dev/tcp/127.0.0.1/8000) "
                                         "2>/dev/null; do sleep 0.1; done; kill %1; wait",
     "test suite with many loopback servers": "python3 -c '" + MANY_SERVERS.replace("'", "\"") + "'",
