@@ -162,3 +162,15 @@ def test_the_live_daemon_is_verified_alive_and_its_watermark_moves():
     time.sleep(0.3)
     beat = read_heartbeat(SPOOL)
     assert beat["watermark"] > first and beat["pid"] == status.pid and time.time() - beat["updated"] < 1.0
+
+
+@pytest.mark.docker
+def test_a_lost_record_becomes_a_telemetry_lost_event_of_that_sandbox(watched):
+    watched.turn(1, "true")
+    lost = Observation(kind="lost", time=time.time(), sandbox=watched.sandbox.name,
+                       data={"source": "ebpf", "events": 3, "total": 3})
+    with (SPOOL / f"{watched.sandbox.name}.jsonl").open("a") as spool_file:  # as the daemon's on_lost writes it
+        spool_file.write(lost.model_dump_json() + "\n")
+    events = watched.monitor.poll(final=True)
+    gaps = [e for e in events if e.category == "telemetry.lost"]
+    assert len(gaps) == 1 and gaps[0].detail["events"] == 3 and watched.policy.verdict(gaps).penalty == 0
