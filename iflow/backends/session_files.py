@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import posixpath
 import secrets
 import shlex
@@ -79,22 +80,24 @@ async def read_file(run: RunInSession, path: str, limit: int, max_output_bytes: 
 
 async def write_file(run: RunInSession, path: str, data: bytes, limit: int) -> None:
     """Write `data` to `path` (created with the user's umask, or overwritten in place, keeping its mode). The data
-    goes to a private temporary file first, so a failed transfer leaves the target as it was."""
+    is gzipped (the shell reads its input a byte at a time, so fewer bytes is what makes writes fast; source code
+    shrinks 3-5x) and goes to a private temporary file first, so a failed transfer leaves the target as it was."""
     if len(data) > limit:
         raise FileTooLarge(path, len(data), limit)
-    staging = shlex.quote(f"/tmp/.iflow-write-{secrets.token_hex(8)}")
+    staging = shlex.quote(f"/tmp/.iflow-write-{secrets.token_hex(8)}.gz")
     quoted = shlex.quote(path)
     parent = shlex.quote(posixpath.dirname(path) or "/")
     made = await run(f"mkdir -p -- {parent} && ( umask 077 && set -o noclobber && : > {staging} )")
     if made.exit_code != 0:
         raise _failure(made, posixpath.dirname(path), "create the directory of")
+    packed = gzip.compress(data, compresslevel=6, mtime=0)
     try:
-        for start in range(0, len(data), WRITE_CHUNK_BYTES):
-            encoded = base64.b64encode(data[start:start + WRITE_CHUNK_BYTES]).decode()
+        for start in range(0, len(packed), WRITE_CHUNK_BYTES):
+            encoded = base64.b64encode(packed[start:start + WRITE_CHUNK_BYTES]).decode()
             sent = await run(f"printf %s {encoded} | base64 -d >> {staging}")
             if sent.exit_code != 0:
                 raise _failure(sent, path, "write")
-        written = await run(f"cat -- {staging} > {quoted}")
+        written = await run(f"gzip -t -- {staging} && gzip -dc -- {staging} > {quoted}")
         if written.exit_code != 0:
             raise _failure(written, path, "write")
     finally:

@@ -4,7 +4,8 @@ used before; still what host-side transfers use), measured in the same run on th
 
     .venv/bin/python scripts/bench/bench_file_tools.py [--repeats 5]
 
-Each figure is the median of `--repeats` transfers of a file of random bytes.
+Each figure is the median of `--repeats` transfers of a file: `text` is Python source (this repository's files,
+repeated to the size; writes are gzipped on the way, so it is the common case), `random` is incompressible bytes.
 """
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ from iflow.backends import RockBackend
 from rock import AsyncSandbox, SandboxConfig
 
 SIZES = [("4 KiB", 4 * 1024), ("64 KiB", 64 * 1024), ("1 MiB", 1024 * 1024), ("4 MiB", 4 * 1024 * 1024)]
+SOURCE = b"".join(path.read_bytes() for path in sorted((ROOT / "iflow").rglob("*.py")))
+
+
+def payload(kind: str, size: int) -> bytes:
+    if kind == "random":
+        return os.urandom(size)
+    return (SOURCE * (size // len(SOURCE) + 1))[:size]
 
 
 async def median_seconds(action, repeats: int) -> float:
@@ -38,16 +46,16 @@ async def main(repeats: int) -> None:
     rows = []
     async with AsyncSandbox(SandboxConfig(command_timeout=120)) as sandbox:
         backend = RockBackend(sandbox)
-        for label, size in SIZES:
-            data = os.urandom(size)
-            path = f"/workspace/bench-{size}.bin"
+        for (label, size), kind in [(entry, kind) for kind in ("text", "random") for entry in SIZES]:
+            data = payload(kind, size)
+            path = f"/workspace/bench-{kind}-{size}.bin"
             await sandbox.write_file(path, data)
             assert await backend.read_file(path) == data
             session_read = await median_seconds(lambda: backend.read_file(path), repeats)
             archive_read = await median_seconds(lambda: sandbox.read_file(path), repeats)
             session_write = await median_seconds(lambda: backend.write_file(path, data), repeats)
             archive_write = await median_seconds(lambda: sandbox.write_file(path, data), repeats)
-            rows.append((label, session_read, archive_read, session_write, archive_write))
+            rows.append((f"{label} {kind}", session_read, archive_read, session_write, archive_write))
     print("| file | read: session (ms) | read: archive API, baseline (ms) | ratio | write: session (ms) "
           "| write: archive API, baseline (ms) | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
