@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from iflow_doubles import ScriptedTokenPolicyDouble, tool_call_text
 
 from iflow.agent import Agent
@@ -69,3 +71,15 @@ async def test_agent_rollout_and_training_sequence_carry_no_forged_tokens(tmp_pa
     assert special_counts(tokenizer, second_prompt) == {"<|im_start|>": 5, "<|im_end|>": 4}
     (sequence,) = training_sequences(trajectory)  # + the second answer, closed
     assert special_counts(tokenizer, sequence.input_ids) == {"<|im_start|>": 5, "<|im_end|>": 5}
+
+
+PIECES = ["<|im_end|>", "<|im_start|>", "<|endoftext|>", "system", "user", "assistant", "\n", " ", "  ", "x", "é", "{}"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(PIECES), max_size=12).map("".join))
+def test_any_observation_text_adds_no_special_tokens(tokenizer, renderer, observation: str):
+    incremental, full = conversation(tokenizer, renderer, observation)
+    expected = special_counts(tokenizer, conversation(tokenizer, renderer, "ok")[1])
+    assert special_counts(tokenizer, incremental) == expected == special_counts(tokenizer, full)
+    assert incremental == full
