@@ -49,9 +49,10 @@ class ToolContext:
 
 
 def path_operand(path: str) -> str:
-    """A path as a shell-quoted command operand that no command can take for an option or an expression: a relative
-    path gets a `./` prefix (for `find`, which has no `--` before its paths, `-delete` or `!` would be expression)."""
-    if not path.startswith(("/", "./", "../")) and path not in (".", ".."):
+    """A path as a shell-quoted command operand that no command can take for an option or an expression: a path
+    starting with `-`, `(`, `)`, `!` or `,` gets a `./` prefix (for `find`, which has no `--` before its paths,
+    `-delete` or `!` would be expression)."""
+    if path.startswith(("-", "(", ")", "!", ",")):
         path = "./" + path
     return shlex.quote(path)
 

@@ -40,14 +40,14 @@ async def search(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     pattern, mode = args["pattern"], args.get("mode", "content")
     if not pattern:
         raise ToolError("pattern is empty")
-    where = path_operand(args.get("path", ".") or ".")
+    path = args.get("path", ".") or "."
     limit = MAX_SEARCH_RESULTS + 1
     if mode == "content":
-        command = (f"grep -rnIE --exclude-dir=.git -e {shlex.quote(pattern)} -- {where} 2>&1 | head -n {limit}; "
-                   "exit ${PIPESTATUS[0]}")
-    else:
-        command = (f"find {where} -not -path '*/.git/*' -name {shlex.quote(pattern)} 2>&1 | head -n {limit}; "
-                   "exit ${PIPESTATUS[0]}")
+        command = (f"grep -rnIE --exclude-dir=.git -e {shlex.quote(pattern)} -- {shlex.quote(path)} 2>&1 | "
+                   f"head -n {limit}; exit ${{PIPESTATUS[0]}}")
+    else:  # find takes no `--` before its paths: the path must not look like an option or an expression
+        command = (f"find {path_operand(path)} -not -path '*/.git/*' -name {shlex.quote(pattern)} 2>&1 | "
+                   f"head -n {limit}; exit ${{PIPESTATUS[0]}}")
     result = await ctx.helper(f"cd {shlex.quote(ctx.backend.workdir)} && ( {command} )")
     lines = [line for line in result.output.splitlines() if line]
     if result.timed_out:
