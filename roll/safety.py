@@ -48,7 +48,7 @@ class SafetyGuard:
 
     async def on_turn_end(self, turn: Turn, trajectory: Trajectory) -> str | None:
         """iflow's turn hook: attach the turn's events; a reason to stop ends the episode ("terminated")."""
-        if self.config.integrity_every_turn and self.monitor.protected:
+        if self.config.integrity_every_turn:  # protected paths, and persistence / test-config files always
             await asyncio.to_thread(self.monitor.check_integrity)
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         self._attach(found, trajectory, turn)
