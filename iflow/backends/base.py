@@ -30,5 +30,5 @@ class ToolsBackend(Protocol):
     async def write_file(self, path: str, data: bytes | str) -> None: ...
 
 
-__all__ = ["DEFAULT_SESSION", "FileTooLarge", "READ_LIMIT_BYTES", "TOOLS_SESSION", "ToolsBackend",
-           "WRITE_LIMIT_BYTES"]
+__all__ = ["DEFAULT_SESSION", "READ_LIMIT_BYTES", "TOOLS_SESSION", "WRITE_LIMIT_BYTES", "FileTooLarge",
+           "ToolsBackend"]

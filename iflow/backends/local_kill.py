@@ -75,9 +75,9 @@ def targets(stats: dict[int, ProcStat], shell_pid: int, shell_tag: str, command_
     chosen = set()
     for pid, stat in stats.items():
         environ = _environ(pid)
-        if command_entry is not None and command_entry in environ:
-            chosen.add(pid)
-        elif shell_entry in environ and (command_tag is None or stat.start_ticks >= since_ticks):
+        tagged_by_command = command_entry is not None and command_entry in environ
+        born_in_command = shell_entry in environ and (command_tag is None or stat.start_ticks >= since_ticks)
+        if tagged_by_command or born_in_command:
             chosen.add(pid)
     chosen |= _descendants(stats, [shell_pid, *chosen])
     if command_tag is None:

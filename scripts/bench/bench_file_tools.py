@@ -51,10 +51,10 @@ async def main(repeats: int) -> None:
             path = f"/workspace/bench-{kind}-{size}.bin"
             await sandbox.write_file(path, data)
             assert await backend.read_file(path) == data
-            session_read = await median_seconds(lambda: backend.read_file(path), repeats)
-            archive_read = await median_seconds(lambda: sandbox.read_file(path), repeats)
-            session_write = await median_seconds(lambda: backend.write_file(path, data), repeats)
-            archive_write = await median_seconds(lambda: sandbox.write_file(path, data), repeats)
+            session_read = await median_seconds(lambda path=path: backend.read_file(path), repeats)
+            archive_read = await median_seconds(lambda path=path: sandbox.read_file(path), repeats)
+            session_write = await median_seconds(lambda path=path, data=data: backend.write_file(path, data), repeats)
+            archive_write = await median_seconds(lambda path=path, data=data: sandbox.write_file(path, data), repeats)
             rows.append((f"{label} {kind}", session_read, archive_read, session_write, archive_write))
     print("| file | read: session (ms) | read: archive API, baseline (ms) | ratio | write: session (ms) "
           "| write: archive API, baseline (ms) | ratio |")
