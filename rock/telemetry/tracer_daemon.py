@@ -102,6 +102,7 @@ class TracerDaemon:
         self.offset = time.time() - time.monotonic()  # bpftrace's nsecs is CLOCK_MONOTONIC
         self.beats: collections.deque[int] = collections.deque(maxlen=2)
         self.lost = 0
+        self.lines = 0  # bpftrace output lines read
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
         self.last_busy = time.monotonic()
         self.started = read_stat(os.getpid())
@@ -163,7 +164,8 @@ class TracerDaemon:
         self._retry_backlog()
         write_heartbeat(self.spool, pid=os.getpid(), start_ticks=self.started.start_ticks if self.started else 0,
                         watermark=safe / 1e9 + self.offset, lost=self.lost,
-                        backlog=sum(map(len, self.backlog.values())), dropped=self.dropped)
+                        backlog=sum(map(len, self.backlog.values())), dropped=self.dropped,
+                        lines=self.lines)
 
     def on_lost(self, count: int) -> None:
         """Lost events cannot be attributed: every sandbox active now gets a `lost` record."""
@@ -205,6 +207,7 @@ class TracerDaemon:
                 record.context["base"] = container_paths.base_directory(pid, dfd, [ppid])
 
     def feed(self, line: str) -> None:
+        self.lines += 1
         item = decode(line)
         if isinstance(item, Record):
             self._capture_context(item)
