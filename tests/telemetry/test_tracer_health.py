@@ -14,7 +14,7 @@ from rock.procfs import read_stat
 from rock.telemetry.bpf_output import Record, decode
 from rock.telemetry.events import Observation
 from rock.telemetry.spool import ObservationReader, SpoolWriter, read_heartbeat, write_heartbeat
-from rock.telemetry.tracer import SPOOL, ensure_tracer, tracer_alive, tracer_pid
+from rock.telemetry.tracer import SPOOL, ensure_tracer, stop_tracer, tracer_alive, tracer_pid
 from rock.telemetry.tracer_daemon import TracerDaemon
 from rock.telemetry.uts_map import SandboxMap, uts_inode
 
@@ -174,3 +174,26 @@ def test_a_lost_record_becomes_a_telemetry_lost_event_of_that_sandbox(watched):
     events = watched.monitor.poll(final=True)
     gaps = [e for e in events if e.category == "telemetry.lost"]
     assert len(gaps) == 1 and gaps[0].detail["events"] == 3 and watched.policy.verdict(gaps).penalty == 0
+
+
+def _stand_in(argv_tail):
+    """A sleeping process standing in for a daemon (or for an unrelated process a stale pid file names)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *argv_tail])
+
+
+def test_stop_signals_only_a_verified_daemon(tmp_path):
+    daemon_like = _stand_in(["-m", "rock.telemetry.tracer_daemon", "--spool", str(tmp_path)])
+    other = _stand_in(["-m", "something.else", "--spool", str(tmp_path)])
+    try:
+        time.sleep(0.2)
+        for process in (other, daemon_like):
+            (tmp_path / "ready").write_text(json.dumps({"pid": process.pid,
+                                                        "start_ticks": read_stat(process.pid).start_ticks}))
+            stopped = stop_tracer(tmp_path, timeout=0.5)
+            assert stopped == (process is daemon_like)
+        assert daemon_like.wait(timeout=5) == -15  # it ignored the stop file: terminated, after verification
+        assert other.poll() is None  # never signalled
+    finally:
+        for process in (daemon_like, other):
+            process.kill()
+            process.wait()
