@@ -28,11 +28,11 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 class ProxyServer:
     def __init__(self, policy: Any, config: ProxyConfig | None = None, *, uds: str | Path | None = None,
-                 host: str = "127.0.0.1", port: int = 0, socket_mode: int = 0o666) -> None:
+                 host: str = "127.0.0.1", port: int = 0, socket_mode: int = 0o666, tokenizer: Any = None) -> None:
         if uds is None and host not in LOOPBACK:
             raise ValueError(f"the proxy listens on a unix socket or loopback only, not {host!r}")
         self.config = config or ProxyConfig()
-        self.service = ProxyService(policy, self.config)
+        self.service = ProxyService(policy, self.config, tokenizer)
         self.sessions = SessionRegistry(self.config.max_concurrent_per_session, self.config.max_concurrent_total,
                                         self.config.max_calls_per_session)
         self.app = create_app(self.service, self.sessions)

@@ -40,14 +40,16 @@ def tool_call_payload(call_id: str, name: str, arguments: dict[str, Any]) -> dic
 
 
 class ProxyService:
-    def __init__(self, policy: Any, config: ProxyConfig | None = None) -> None:
-        """`policy` is an iflow TokenPolicy: `await policy.generate(prompt_ids, sampling)` -> Completion."""
+    def __init__(self, policy: Any, config: ProxyConfig | None = None, tokenizer: Any = None) -> None:
+        """`policy` is an iflow TokenPolicy: `await policy.generate(prompt_ids, sampling)` -> Completion. It may be
+        None when every session brings its own (then `tokenizer` is required)."""
         self.policy = policy
         self.config = config or ProxyConfig()
-        self.renderer = PromptRenderer(policy.tokenizer)
+        self.tokenizer = tokenizer if tokenizer is not None else policy.tokenizer
+        self.renderer = PromptRenderer(self.tokenizer)
 
     # ---- request parsing ----------------------------------------------------------------------------------------
-    def _sampling(self, body: dict[str, Any], prompt_len: int) -> SamplingParams:
+    def _sampling(self, body: dict[str, Any], prompt_len: int, tokens_left: int | None = None) -> SamplingParams:
         room = self.config.max_model_len - prompt_len
         if room < 1:
             raise BadRequest(f"the prompt has {prompt_len} tokens; this model holds {self.config.max_model_len}")
@@ -58,7 +60,8 @@ class ProxyService:
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 8:
             raise BadRequest("stop must be a string or a list of at most 8 strings")
-        update: dict[str, Any] = {"max_tokens": min(asked, self.config.max_tokens, room), "stop": stop}
+        cap = min(asked, self.config.max_tokens, room, tokens_left if tokens_left is not None else room)
+        update: dict[str, Any] = {"max_tokens": max(1, cap), "stop": stop}
         if self.config.honor_client_sampling:
             for key in ("temperature", "top_p", "seed"):
                 if body.get(key) is not None:
@@ -91,7 +94,7 @@ class ProxyService:
             prompt = prompt[0]
         if isinstance(prompt, str) and prompt:
             return self.renderer.encode_raw(prompt)
-        vocab = len(self.policy.tokenizer)
+        vocab = len(self.tokenizer)
         if isinstance(prompt, list) and prompt and all(isinstance(t, int) and 0 <= t < vocab for t in prompt):
             return list(prompt)
         raise BadRequest("prompt must be a non-empty string or a list of token ids (one prompt per request)")
@@ -108,7 +111,7 @@ class ProxyService:
                 call.prompt_ids = self._chat_prompt(session, call, body)
             else:
                 call.prompt_source, call.prompt_ids = "raw", self._raw_prompt(body)
-            sampling = self._sampling(body, len(call.prompt_ids))
+            sampling = self._sampling(body, len(call.prompt_ids), session.tokens_left())
         except BadRequest as exc:
             call.status, call.error = "rejected", str(exc)
             session.record(call)
@@ -122,7 +125,11 @@ class ProxyService:
         mark = time.monotonic()
         try:
             try:
-                completion = await asyncio.wait_for(self.policy.generate(call.prompt_ids, sampling),
+                policy = session.policy or self.policy
+                if policy is None:
+                    call.status = "error"
+                    raise EngineFailure("this session has no engine")
+                completion = await asyncio.wait_for(policy.generate(call.prompt_ids, sampling),
                                                     self.config.request_timeout)
             except asyncio.TimeoutError:
                 call.status = "timeout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from roll.proxy.records import ProxyCall
 from roll.proxy.render import Continuation
@@ -23,9 +24,19 @@ class Session:
     started: int = 0
     closed: bool = False
     continuation: Continuation | None = None  # the last completed chat call: what a next request may extend
+    policy: Any = None  # this episode's engine (None: the proxy's default)
+    max_calls: int | None = None  # this episode's own limits (tighter than the proxy's)
+    max_completion_tokens: int | None = None
+    completion_tokens: int = 0
 
     def record(self, call: ProxyCall) -> None:
         self.calls.append(call)
+        self.completion_tokens += len(call.completion_ids)
+
+    def tokens_left(self) -> int | None:
+        if self.max_completion_tokens is None:
+            return None
+        return max(0, self.max_completion_tokens - self.completion_tokens)
 
 
 class SessionRegistry:
@@ -39,8 +50,10 @@ class SessionRegistry:
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    def open(self, name: str) -> Session:
-        session = Session(name=name, token=secrets.token_urlsafe(24))
+    def open(self, name: str, policy: Any = None, max_calls: int | None = None,
+             max_completion_tokens: int | None = None) -> Session:
+        session = Session(name=name, token=secrets.token_urlsafe(24), policy=policy, max_calls=max_calls,
+                          max_completion_tokens=max_completion_tokens)
         with self._lock:
             self._sessions[session.token] = session
         return session
@@ -63,8 +76,11 @@ class SessionRegistry:
             session = self._sessions.get(token)
             if session is None or session.closed:
                 raise KeyError(token)
-            if session.started >= self.max_calls:
-                raise SessionLimit(f"this session has made its {self.max_calls} model calls")
+            max_calls = min(self.max_calls, session.max_calls or self.max_calls)
+            if session.started >= max_calls:
+                raise SessionLimit(f"this session has made its {max_calls} model calls")
+            if session.tokens_left() == 0:
+                raise SessionLimit("this session has used its completion-token budget")
             if session.in_flight >= self.per_session:
                 raise SessionLimit(f"at most {self.per_session} request(s) in flight per session")
             if self._in_flight >= self.total:

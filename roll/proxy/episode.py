@@ -1,0 +1,202 @@
+"""A black-box episode: take a sandbox from the pool, set the workspace up, run an agent *command* inside it that
+talks to the model only through the proxy (its own session), wait for it under the episode's limits, verify, give
+the sandbox back. The trajectory is built from the session's recorded calls (token-exact, forks marked); every call
+is on the trajectory's audit record (`metadata["proxy"]`), the command on the sandbox's command audit. The same
+SafetyGuard as the iFlow loop watches the sandbox; when its policy says stop, the session is closed (the agent gets
+no more model calls; its command ends at the latest at the wall-clock limit)."""
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from iflow.config import AgentConfig
+from iflow.trajectory import Trajectory
+from roll.proxy.sandbox_link import SHIM_PORT, agent_env, install_shim, with_shim
+from roll.proxy.server import ProxyServer
+from roll.proxy.trajectory import build_trajectory
+from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline
+from roll.safety import SafetyConfig, SafetyGuard
+from roll.tasks.schema import TaskRecord
+from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
+
+MINI_AGENT_IN_SANDBOX = "/tmp/roll-mini-agent.py"
+AGENT_SESSION = "roll-blackbox"
+KILLED = (124, 137)  # `timeout` ended the command
+
+
+class BlackBoxAgentConfig(AgentConfig):
+    """`agent=blackbox`: the iFlow limits (max_turns = model calls, max_total_tokens, max_wall_seconds) plus the
+    command to run. The command may use {task} (shell-quoted), {agent} (the stdlib agent's path in the sandbox),
+    {max_turns}, {max_tokens} (per call) and {command_timeout}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["blackbox"] = "blackbox"
+    command: str = Field("python3 {agent} --task {task} --max-turns {max_turns} --max-tokens {max_tokens} "
+                         "--command-timeout {command_timeout}")
+    shim_port: int = Field(SHIM_PORT, ge=1024, le=65535)
+    install_mini_agent: bool = Field(True, description="write roll/proxy/mini_agent.py into the sandbox")
+
+
+def agent_command(config: BlackBoxAgentConfig, task: TaskRecord) -> str:
+    return config.command.format(task=shlex.quote(task.instruction), agent=MINI_AGENT_IN_SANDBOX,
+                                 max_turns=config.max_turns, max_tokens=config.sampling.max_tokens,
+                                 command_timeout=f"{config.command_timeout:g}")
+
+
+class BlackBoxEpisodeRunner:
+    """Same contract as `roll.rollout.episode.EpisodeRunner.run` (an EpisodeResult, never raises for environment
+    trouble), with a proxy server whose socket the pool's sandboxes mount (`sandbox_link.proxy_volumes`)."""
+
+    def __init__(self, pool: Any, agent: BlackBoxAgentConfig, proxy: ProxyServer, acquire_timeout: float = 120.0,
+                 hang_grace: float = 60.0, episode_timeout: float | None = None,
+                 safety: SafetyConfig | None = None, safety_poll_seconds: float = 1.0) -> None:
+        self.pool, self.agent, self.proxy = pool, agent, proxy
+        self.acquire_timeout, self.hang_grace, self.episode_timeout = acquire_timeout, hang_grace, episode_timeout
+        self.safety, self.safety_poll_seconds = safety, safety_poll_seconds
+
+    async def run(self, task: TaskRecord, policy: Any, *, trajectory_id: str, group_id: str | None = None,
+                  metadata: dict[str, Any] | None = None, on_agent_done: Any = None) -> EpisodeResult:
+        meta = {"task": {"id": task.id, **{k: v for k, v in task.metadata.items() if k != "signature"}},
+                **(metadata or {})}
+        state: dict[str, Any] = {"trajectory": Trajectory(id=trajectory_id, task_id=task.id, group_id=group_id,
+                                                          task=task.instruction, metadata=meta, outcome="error"),
+                                 "sandbox": None, "session": None, "timings": {}}
+        limit = self.episode_timeout or episode_deadline(task, self.agent, self.hang_grace) + self.acquire_timeout
+        started = time.monotonic()
+        try:
+            result = await asyncio.wait_for(self._run(task, policy, state, on_agent_done), limit)
+        except asyncio.TimeoutError:
+            result = EpisodeResult(state["trajectory"], "hung", f"episode exceeded {limit:g}s; sandbox replaced")
+        finally:
+            if state["session"] is not None:
+                self.proxy.sessions.close(state["session"].token)
+            if on_agent_done is not None:
+                on_agent_done()
+            if state["sandbox"] is not None:
+                try:
+                    await asyncio.wait_for(self.pool.release_async(state["sandbox"]), 60)
+                except Exception:  # noqa: BLE001 - the pool replaces it
+                    pass
+        traj = result.trajectory
+        traj.group_id = group_id
+        traj.timings.update(state["timings"])
+        traj.timings["episode"] = time.monotonic() - started
+        traj.metadata["status"] = result.status
+        if result.error:
+            traj.metadata["status_error"] = result.error
+        versions = [t.policy_version for t in traj.turns if t.policy_version is not None]
+        traj.metadata["policy_versions"] = [min(versions), max(versions)] if versions else []
+        return result
+
+    async def _run(self, task: TaskRecord, policy: Any, state: dict[str, Any], on_agent_done: Any) -> EpisodeResult:
+        timings, traj = state["timings"], state["trajectory"]
+        mark = time.monotonic()
+        try:
+            sandbox = await self.pool.acquire_async(timeout=self.acquire_timeout)
+        except Exception as exc:  # noqa: BLE001
+            return EpisodeResult(traj, "sandbox_error", f"no sandbox: {type(exc).__name__}: {exc}")
+        state["sandbox"] = sandbox
+        timings["acquire"] = time.monotonic() - mark
+        traj.metadata["sandbox"] = sandbox.name
+        audit_mark = sandbox.audit.mark()
+        mark = time.monotonic()
+        try:
+            await prepare_workspace(task, sandbox)
+            await install_shim(sandbox)
+            if self.agent.install_mini_agent:
+                source = (Path(__file__).parent / "mini_agent.py").read_text()
+                await sandbox.write_file(MINI_AGENT_IN_SANDBOX, source)
+        except EnvironmentFailure as exc:
+            traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+            return EpisodeResult(traj, exc.kind, str(exc))
+        except RuntimeError as exc:  # the proxy is not reachable from this sandbox: fail closed
+            return EpisodeResult(traj, "setup_error", str(exc))
+        timings["setup"] = time.monotonic() - mark
+        traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+
+        config = agent_config_for(task, self.agent)
+        session = self.proxy.sessions.open(traj.id, policy=policy, max_calls=config.max_turns,
+                                           max_completion_tokens=config.max_total_tokens)
+        state["session"] = session
+        guard = None
+        if self.safety is not None and self.safety.enabled:
+            guard = SafetyGuard(sandbox, self.safety, protected=task.metadata.get("protected"))
+            await guard.start()
+        mark = time.monotonic()
+        run = await self._run_agent(task, sandbox, session, config, guard, traj)
+        if on_agent_done is not None:
+            on_agent_done()
+        self.proxy.sessions.close(session.token)
+        timings["agent"] = time.monotonic() - mark
+        built = build_trajectory(session.calls, trajectory_id=traj.id, task_id=task.id, task=task.instruction,
+                                 metadata=dict(traj.metadata))
+        built.group_id, built.events = traj.group_id, traj.events
+        traj = state["trajectory"] = built
+        traj.metadata["agent_command"] = run
+        traj.outcome, traj.error = self._outcome(run, session, config)
+        verdict = await guard.finish(traj) if guard else None
+        if any(c.status in ("error", "timeout") for c in session.calls):
+            return EpisodeResult(traj, "engine_error", "a model call failed: " + next(
+                c.error or c.status for c in session.calls if c.status in ("error", "timeout")))
+
+        mark = time.monotonic()
+        audit_mark = sandbox.audit.mark()
+        try:
+            result = await verify(task, sandbox)
+        except EnvironmentFailure as exc:
+            traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+            return EpisodeResult(traj, exc.kind, str(exc))
+        timings["verify"] = time.monotonic() - mark
+        traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+        traj.reward, traj.reward_info = result.reward, result.info
+        if guard is not None:
+            verdict = await guard.recheck(traj)
+        if verdict is not None:
+            SafetyGuard.apply(traj, verdict)
+            if verdict.quarantine:
+                traj.metadata["quarantined"] = await sandbox.quarantine()
+        return EpisodeResult(traj, "timeout" if traj.outcome == "timeout" else "ok")
+
+    async def _run_agent(self, task: TaskRecord, sandbox: Any, session: Any, config: AgentConfig,
+                         guard: SafetyGuard | None, traj: Trajectory) -> dict[str, Any]:
+        env = agent_env(session.token, self.agent.shim_port, self.proxy.config.model_name)
+        seconds = config.max_wall_seconds
+        agent = (f"env " + " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+                 + f" timeout -k 5 {seconds:g} {agent_command(self.agent, task)}")
+        command = f"cd {shlex.quote(sandbox.config.workdir)} && {with_shim(agent, self.agent.shim_port)}"
+        running = asyncio.ensure_future(sandbox.run(command, timeout=seconds + 15, session=AGENT_SESSION))
+        stopped: str | None = None
+        while guard is not None and not running.done():
+            await asyncio.wait({running}, timeout=self.safety_poll_seconds)
+            if running.done():
+                break
+            found = [e.model_dump() for e in await asyncio.to_thread(guard.monitor.poll, True)]
+            traj.events.extend(found)  # episode-level: the calls become turns only afterwards
+            guard.events.extend(found)
+            verdict = guard.policy.verdict(traj.events)
+            if verdict.terminate and stopped is None:
+                stopped = "safety: " + ", ".join(sorted(set(verdict.reasons)))
+                self.proxy.sessions.close(session.token)  # fail closed: no more model calls for this agent
+        result = await running
+        return {"exit_code": result.exit_code, "timed_out": result.timed_out or result.exit_code in KILLED,
+                "duration": result.duration, "output_tail": result.output[-2000:], "stopped": stopped}
+
+    @staticmethod
+    def _outcome(run: dict[str, Any], session: Any, config: AgentConfig) -> tuple[str, str | None]:
+        if run["stopped"]:
+            return "terminated", run["stopped"]
+        if run["timed_out"]:
+            return "timeout", f"the agent command ran past {config.max_wall_seconds:g}s"
+        if run["exit_code"] == 0:
+            return "submitted", None
+        if session.started >= config.max_turns:
+            return "max_turns", None
+        if session.tokens_left() == 0:
+            return "max_tokens", None
+        return "exited", f"the agent command exited with status {run['exit_code']}"

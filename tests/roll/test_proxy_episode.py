@@ -1,0 +1,101 @@
+"""agent=blackbox: a whole episode (pool, workspace, the agent command in a network-none sandbox, verifier,
+SafetyGuard) with the trajectory built from the proxy's records."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from roll.proxy.config import ProxyConfig
+from roll.proxy.episode import BlackBoxAgentConfig, BlackBoxEpisodeRunner
+from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
+from roll.proxy.server import ProxyServer
+from roll.safety import SafetyConfig
+from roll.tasks.secret_word import SecretWordOptions, make_task
+from tests.roll.test_proxy_scripted import FakeScriptedPolicy
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agent" / "blackbox.yaml"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def proxy(tokenizer):
+    with ProxyServer(None, ProxyConfig(max_tokens=64, max_model_len=768), uds=new_socket_path(),
+                     tokenizer=tokenizer) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pool(sandbox_image, proxy):
+    from rock import SandboxConfig, SandboxPool
+
+    with SandboxPool(SandboxConfig(image=sandbox_image, volumes=proxy_volumes(proxy.uds)), size=1) as running:
+        yield running
+
+
+def agent_config() -> BlackBoxAgentConfig:
+    return BlackBoxAgentConfig.model_validate(yaml.safe_load(CONFIG.read_text()))
+
+
+def run(pool, proxy, task, policy, **runner):
+    episode = BlackBoxEpisodeRunner(pool, agent_config(), proxy, safety=SafetyConfig(ebpf=False), **runner)
+    return asyncio.run(episode.run(task, policy, trajectory_id=f"bb-{task.id}", group_id="g0"))
+
+
+def test_a_black_box_agent_solves_the_task_and_is_verified(pool, proxy, tokenizer) -> None:
+    task = make_task(0, options=SecretWordOptions(words=4, note_path="note.txt"))
+    word = task.metadata["word"]
+    policy = FakeScriptedPolicy(tokenizer, [
+        '<tool_call>\n{"name": "bash", "arguments": {"command": "cat note.txt"}}\n</tool_call>',
+        f'<tool_call>\n{{"name": "bash", "arguments": {{"command": "echo {word} > answer.txt"}}}}\n</tool_call>',
+        '<tool_call>\n{"name": "submit", "arguments": {}}\n</tool_call>'])
+    result = run(pool, proxy, task, policy)
+    traj = result.trajectory
+    assert result.status == "ok", result.error
+    assert traj.outcome == "submitted" and traj.reward == 1.0, (traj.metadata.get("safety"), traj.all_events(), traj.reward_info)
+    assert [t.tool_call.name for t in traj.turns] == ["bash", "bash", "submit"]
+    assert word in traj.turns[0].observation  # the note's text came back to the model
+    assert [t.fork for t in traj.turns] == [False, False, False]
+    assert traj.metadata["agent"] == "blackbox" and len(traj.metadata["proxy"]["calls"]) == 3
+    assert traj.metadata["safety"]["mode"]  # the guard watched it
+    assert traj.metadata["agent_command"]["exit_code"] == 0
+    assert traj.metadata["verify_commands"]
+
+
+def test_the_episode_limits_bind_the_black_box_agent(pool, proxy, tokenizer) -> None:
+    task = make_task(1, options=SecretWordOptions(words=4, note_path="note.txt", max_turns=2))
+    policy = FakeScriptedPolicy(tokenizer, '<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n'
+                                           '</tool_call>')
+    result = run(pool, proxy, task, policy)
+    traj = result.trajectory
+    assert result.status == "ok" and traj.reward == 0.0
+    assert len(traj.turns) == 2  # the task's max_turns=2 tightened the config's 6: the third call got 429
+    assert traj.metadata["proxy"]["statuses"] == {"ok": 2}
+    assert traj.outcome in ("max_turns", "exited")
+
+
+def test_a_real_engine_behind_a_black_box_episode(pool, proxy, tiny_model_path) -> None:
+    from roll.engines.actor import build_engine
+    from roll.engines.config import EngineConfig
+    from roll.engines.policy import LocalTokenPolicy
+
+    engine = build_engine(tiny_model_path, EngineConfig(backend="hf", max_model_len=768))
+    try:
+        task = make_task(2, options=SecretWordOptions(words=4, note_path="note.txt"))
+        result = run(pool, proxy, task, LocalTokenPolicy(engine, proxy.service.tokenizer))
+    finally:
+        engine.close()
+    traj = result.trajectory
+    assert result.status in ("ok", "timeout"), result.error
+    assert traj.turns and all(len(t.completion_ids) == len(t.logprobs) > 0 for t in traj.turns)
+    assert sum(len(t.completion_ids) for t in traj.turns) <= 384
+    assert {t.policy_version for t in traj.turns} == {0}
+    assert traj.reward is not None
