@@ -2,8 +2,6 @@
 line and exit status 2 on a bad config. Imported by roll/cli.py and the command modules it registers."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.console import Console
 
@@ -14,7 +12,7 @@ OVERRIDES = typer.Argument(None, help="Hydra overrides: key=value or group=optio
 CONFIG_DIR = typer.Option(None, "--config-dir", help="config tree (default: the repository's configs/)")
 
 
-def load_or_exit(config_name: str, overrides: Optional[list[str]], config_dir: Optional[str] = None) -> RootConfig:
+def load_or_exit(config_name: str, overrides: list[str] | None, config_dir: str | None = None) -> RootConfig:
     """The validated config, or one line on stderr and exit status 2."""
     try:
         return load_config(config_name, overrides or [], config_dir)

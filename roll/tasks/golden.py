@@ -4,8 +4,9 @@ trains on exactly the token sequences the agent sees (same chat template, same p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from transformers import AutoTokenizer
 
@@ -14,8 +15,8 @@ from rock import SandboxConfig, SandboxPool
 from roll.config.loader import load_config
 from roll.rollout.episode import EpisodeRunner
 from roll.rollout.progress import progress_bar
-from roll.tasks.corpus import task_tiny_model
 from roll.tasks import relay, secret_word
+from roll.tasks.corpus import task_tiny_model
 from roll.tasks.expert import ExpertPolicy, takes_shortcut
 from roll.tasks.schema import TaskRecord
 

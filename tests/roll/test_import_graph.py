@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,6 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path: Path) ->
                                    ["roll.config.schema", "roll.models.config", "roll.models.tiny"]])
 def test_the_formerly_circular_modules_import_one_way(chain: list[str]) -> None:
     graph = import_graph(module_files("roll"))
-    for upstream, downstream in zip(chain, chain[1:]):
+    for upstream, downstream in itertools.pairwise(chain):
         assert downstream in graph[upstream] and upstream not in graph[downstream]
     assert not any(m.startswith("roll.tasks") for m in graph["roll.models.tiny"] | graph["roll.models.config"])

@@ -107,9 +107,8 @@ def test_run_update_merges_optimizer_steps_by_declared_reduction() -> None:
     from roll.trainer.update import run_update
 
     class FakeGroup:  # stands in for TrainerGroup (tested for real in test_train_trainer.py): two mini-batch steps
-        metric_reductions = {"num_tokens": "sum", "ratio_max": "max"}
-
         def __init__(self) -> None:
+            self.metric_reductions = {"num_tokens": "sum", "ratio_max": "max"}
             self.answers = iter([{"loss": 1.0, "num_tokens": 3.0, "ratio_max": 1.5, "max_len_share": 0.2,
                                   "train_tokens": 5.0},
                                  {"loss": 3.0, "num_tokens": 4.0, "ratio_max": 1.2, "max_len_share": 0.6,
