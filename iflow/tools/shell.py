@@ -85,7 +85,7 @@ async def workspace_diff(ctx: ToolContext) -> str | None:
         raise ToolError(f"the diff is too large ({exc.size} bytes; the limit is {MAX_DIFF_BYTES}): remove generated "
                         "or data files from the workspace (or add them to .gitignore)") from None
     finally:
-        await ctx.helper(f"rm -f {patch}")
+        await ctx.helper(f"rm -f -- {patch} {index} {index}.lock")  # also what a killed git add leaves
 
 
 async def _refuse_large_changes(ctx: ToolContext) -> None:
