@@ -68,7 +68,7 @@ def test_miner_running_beside_a_foreground_command_is_background_cpu(watched):
     watched.sandbox.write_file("svc.py", THROTTLED)
     watched.sandbox.write_file("empty.json", "{}")
     watched.turn(1, "python3 svc.py empty.json >/dev/null 2>&1 &")
-    _, events = watched.turn(2, "sleep 12")  # a command runs all along: the whole-container idle check is silent
+    _, events = watched.turn(2, "sleep 20", timeout=40)  # a command runs all along: the container-wide idle check is silent
     anomaly = of(events, "compute.anomaly", "background-cpu")
     assert anomaly and anomaly[0].turn == 1 and anomaly[0].background and anomaly[0].source == "cgroup"
     assert not of(events, "compute.anomaly", "idle-cpu")
