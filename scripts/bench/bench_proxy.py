@@ -1,0 +1,101 @@
+"""Model proxy overhead per model call: the same prompts sent to the same in-process engine directly (the
+baseline: `await policy.generate(prompt_ids, sampling)`, prompt already tokenized) and through the proxy (the
+official `openai` client over the proxy's unix socket: HTTP, chat-template rendering, recording, parsing), in one
+run, greedy so both paths generate the same tokens. Calls alternate between the paths, prompt by prompt.
+
+    .venv/bin/python scripts/bench/bench_proxy.py [--backend vllm|hf] [--calls 40] [--max-tokens 16]
+
+Prints median and p95 per path, and the paired per-call overhead (proxy - direct) with its ratio to the direct
+call's time."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+for key, value in {"HF_HUB_OFFLINE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
+                   "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(key, value)
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def main(backend: str, calls: int, max_tokens: int) -> None:
+    import openai
+    from transformers import AutoTokenizer
+
+    from iflow.policy.base import SamplingParams
+    from roll.engines.actor import build_engine
+    from roll.engines.config import EngineConfig
+    from roll.engines.policy import LocalTokenPolicy
+    from roll.proxy.config import ProxyConfig
+    from roll.proxy.render import PromptRenderer
+    from roll.proxy.server import ProxyServer
+    from roll.tasks.corpus import task_tiny_model
+
+    model = task_tiny_model()
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    engine = build_engine(model, EngineConfig(backend=backend, max_model_len=768))
+    policy = LocalTokenPolicy(engine, tokenizer)
+    sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    config = ProxyConfig(sampling=sampling, max_tokens=max_tokens, max_model_len=768)
+    renderer = PromptRenderer(tokenizer)
+    conversations = [[{"role": "system", "content": "You are a coding agent."},
+                      {"role": "user", "content": f"Task {i}: read note{i}.txt and write the word into answer.txt"}]
+                     for i in range(calls)]
+    direct, proxied, overhead, same = [], [], [], 0
+    with ProxyServer(policy, config, uds=Path(tempfile.mkdtemp(prefix="bench-proxy-")) / "proxy.sock") as server:
+        session = server.sessions.open("bench", max_calls=calls + 10)
+        client = openai.OpenAI(base_url=server.session_url(session.token), api_key="unused", max_retries=0,
+                               http_client=server.http_client())
+        loop = asyncio.new_event_loop()
+        for warm in conversations[:3]:  # compile / cache warm-up, not measured
+            loop.run_until_complete(policy.generate(renderer.render(warm, None), sampling))
+            client.chat.completions.create(model="policy", messages=warm, max_tokens=max_tokens)
+        session.continuation = None
+        for messages in conversations:
+            ids = renderer.render(messages, None)
+            started = time.perf_counter()
+            completion = loop.run_until_complete(policy.generate(ids, sampling))
+            direct.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.chat.completions.create(model="policy", messages=messages, max_tokens=max_tokens)
+            proxied.append(time.perf_counter() - started)
+            session.continuation = None  # every call a fresh conversation: same prompt as the direct call
+            overhead.append(proxied[-1] - direct[-1])
+            same += session.calls[-1].completion_ids == completion.token_ids
+        loop.close()
+    engine.close()
+    table = Table(title=f"proxy overhead per model call ({backend} engine, tiny model, {calls} calls, "
+                        f"{max_tokens} tokens greedy; identical completions {same}/{calls})")
+    for column in ("path", "median ms", "p95 ms", "ratio to direct (median)"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    base = statistics.median(direct)
+    table.add_row("direct engine call (baseline)", f"{base * 1e3:.1f}", f"{p95(direct) * 1e3:.1f}", "1.00")
+    table.add_row("through the proxy (openai client, uds)", f"{statistics.median(proxied) * 1e3:.1f}",
+                  f"{p95(proxied) * 1e3:.1f}", f"{statistics.median(proxied) / base:.2f}")
+    table.add_row("overhead, paired (proxy - direct)", f"{statistics.median(overhead) * 1e3:.1f}",
+                  f"{p95(overhead) * 1e3:.1f}", f"{statistics.median(overhead) / base:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["vllm", "hf"], default="vllm")
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    args = parser.parse_args()
+    main(args.backend, args.calls, args.max_tokens)
