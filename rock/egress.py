@@ -94,13 +94,22 @@ class EgressProxy:
 
     def stop(self) -> None:
         if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         self._thread.join(timeout=5)
         self.socket_path.unlink(missing_ok=True)
         try:
             self.directory.rmdir()
         except OSError:
             pass
+
+    async def _shutdown(self) -> None:
+        """Close every open connection (cancel its task and let it finish), then stop the loop."""
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        self._loop.stop()
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
