@@ -49,11 +49,12 @@ def host_pid_level() -> int:
             return len(line.split()) - 2
     return 0
 # kernel ns, thread id, process id, parent process id, uid, entry (parent outside the sandbox's pid namespace),
-# process start (ns since boot), parent start, UTS inode, cgroup id, comm (escaped by %r: no tab can hide in it)
+# process start and parent start (ns, CLOCK_MONOTONIC like the kernel time), UTS inode, cgroup id, comm (escaped by
+# %r: no tab can hide in it)
 HEAD_FORMAT = "%llu\\t%d\\t%d\\t%d\\t%d\\t%d\\t%llu\\t%llu\\t%u\\t%llu\\t%r"
 HEAD_ARGS = ("$t, tid, pid, curtask->real_parent->tgid, uid, "
              "curtask->real_parent->thread_pid->level < curtask->thread_pid->level, "
-             "curtask->start_boottime, curtask->real_parent->start_boottime, curtask->nsproxy->uts_ns->ns.inum, "
+             "curtask->start_time, curtask->real_parent->start_time, curtask->nsproxy->uts_ns->ns.inum, "
              "cgroup, buf(comm, 16)")
 HEAD_FIELDS = ["ktime", "tid", "pid", "ppid", "uid", "entry", "start_ns", "parent_start_ns", "uts", "cgroup", "comm"]
 

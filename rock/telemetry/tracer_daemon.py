@@ -84,8 +84,9 @@ def _observation(record: Record, entry: SandboxEntry, offset: float) -> Observat
     data = {"source": "ebpf", "ktime_ns": ktime, "tid": head["tid"], "start_ns": head["start_ns"],
             "parent_start_ns": head["parent_start_ns"], "entry": bool(head["entry"]), "cgroup": head["cgroup"],
             **extra}
-    return Observation(kind=kind, time=ktime / 1e9 + offset, sandbox=entry.name, pid=int(head["pid"]),
-                       ppid=int(head["ppid"]), uid=int(head["uid"]), comm=str(head["comm"]), data=data, **fields)
+    return Observation(kind=kind, time=ktime / 1e9 + offset, start_time=int(head["start_ns"]) / 1e9 + offset,
+                       sandbox=entry.name, pid=int(head["pid"]), ppid=int(head["ppid"]), uid=int(head["uid"]),
+                       comm=str(head["comm"]), data=data, **fields)
 
 
 class TracerDaemon:
