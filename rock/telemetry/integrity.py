@@ -40,15 +40,19 @@ def watch_script(workdir: str, protected: list[str]) -> str:
     test_files = " ".join(shlex.quote(f"{d.rstrip('/')}/{name}") for d in sorted(above) for name in TEST_CONFIG_NAMES)
     work = shlex.quote(workdir)
     return f"""
-h() {{ [ -e "$2" ] || [ -L "$2" ] || return 0
-  printf '%s  %s:%s\\n' "$( (cat -- "$2" 2>/dev/null || echo UNREADABLE) | sha256sum | cut -c1-64)" "$1" "$2"; }}
-for f in {files}; do h persist "$f"; done
-for d in {dirs}; do [ -d "$d" ] && find "$d" -maxdepth 3 \\( -type f -o -type l \\) 2>/dev/null; done | while read -r f; do h persist "$f"; done
-find {work} -maxdepth 6 -path '*/.git/hooks/*' ! -name '*.sample' \\( -type f -o -type l \\) 2>/dev/null | while read -r f; do h persist "$f"; done
-for d in {py}; do [ -d "$d" ] && find "$d" -maxdepth 3 -name '*.pth' {exempt} 2>/dev/null; done | while read -r f; do
-  grep -q '^import' "$f" 2>/dev/null && h persist "$f"; done
-for d in {py} {work}; do [ -d "$d" ] && find "$d" -maxdepth 4 \\( -name sitecustomize.py -o -name usercustomize.py \\) 2>/dev/null; done | while read -r f; do h test "$f"; done
-for f in {test_files}; do h test "$f"; done
+persist() {{
+  for f in {files}; do [ -e "$f" ] && echo "$f"; done
+  for d in {dirs}; do [ -d "$d" ] && find "$d" -maxdepth 3 -type f; done
+  for d in {py}; do [ -d "$d" ] && find "$d" -maxdepth 3 -name '*.pth' {exempt} -exec grep -l '^import' {{}} +; done
+  find {work} -maxdepth 4 -path '*/.git/hooks/*' ! -name '*.sample' -type f
+}}
+tests() {{
+  for d in {py} {work}; do [ -d "$d" ] && find "$d" -maxdepth 4 -type f \\( -name sitecustomize.py -o -name usercustomize.py \\); done
+  for f in {test_files}; do [ -e "$f" ] && echo "$f"; done
+}}
+digest() {{ tr '\\n' '\\0' | xargs -0 -r sha256sum 2>/dev/null | sed "s/^\\([0-9a-f]\\{{64\\}}\\)  /\\1  $1:/"; }}
+persist 2>/dev/null | digest persist
+tests 2>/dev/null | digest test
 true
 """
 
