@@ -152,3 +152,11 @@ def test_a_background_job_is_flagged_and_stays_on_the_turn_that_started_it(watch
     _, events = watched.turn(13, "sleep 2.5")
     late = [e for e in of(events, "credential.access") if e.source == "ebpf"]
     assert late and all(e.turn == 12 and e.background for e in late)
+
+
+def test_self_kill_does_not_blind_the_monitor(watched):
+    watched.turn(14, "kill -9 -1", timeout=10)  # every process of the agent's uid, its own session shell too
+    _, events = watched.turn(15, "cat /etc/shadow 2>/dev/null; true")
+    assert watched.sandbox.died is None  # the keep-alive is out of the agent's reach
+    traced = [e for e in of(events, "credential.access") if "ebpf" in e.sources]
+    assert traced and {e.turn for e in traced} == {15} and not any(e.background for e in traced)
