@@ -90,9 +90,11 @@ class Attribution:
         candidates = [r for r in _during(records, start) if session is None or r.session == session]
         return _best(candidates, start), session is not None
 
-    def attribute(self, event: Event, records: list[CommandRecord],
-                  shells: dict[int, str]) -> CommandRecord | None:
-        """The record the event belongs to (None: not yet known); sets `event.background`."""
+    def attribute(self, event: Event, records: list[CommandRecord], shells: dict[int, str],
+                  wait_for_running: bool = False) -> CommandRecord | None:
+        """The record the event belongs to (None: not yet known); sets `event.background`. With
+        `wait_for_running` (a command runs now and has no record yet), an event after the last record that no
+        earlier command explains is left for that command's record (None)."""
         by_id = {r.id: r for r in records}
         if event.command_record is not None and event.command_record in by_id:  # the command text itself
             return by_id[event.command_record]
@@ -107,6 +109,8 @@ class Attribution:
                 return origin
         if during:
             return _best(during, event.time)
+        if wait_for_running and (not records or event.time > max(_end(r) for r in records) + EDGE):
+            return None
         before = [r for r in records if r.started_at <= event.time]
         if before:  # between commands: something an earlier command left running
             event.background = True

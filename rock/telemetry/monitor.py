@@ -181,9 +181,10 @@ class SandboxMonitor:
         with self._lock:
             pending, self._pending = sorted(self._pending, key=lambda e: e.time), []
         ready, waiting = [], []
+        running = bool(self.sandbox.running_commands) and not final
         for event in pending:
-            record = self.attribution.attribute(event, records, shells)
-            if record is None and self.sandbox.running_commands and not final:
+            record = self.attribution.attribute(event, records, shells, wait_for_running=running)
+            if record is None and running:
                 waiting.append(event)
                 continue
             if record is not None:

@@ -91,3 +91,9 @@ def test_a_job_started_just_before_its_command_ended_is_not_put_on_the_next_comm
     attribution.lineage.learn(exec_obs(400, SHELL, 10.008))
     event = event_of(400, 10.5)
     assert attribution.attribute(event, records, SHELLS).id == 0 and event.background
+
+
+def test_an_event_of_the_command_still_running_waits_for_its_record():
+    event = event_of(999, 30.0)  # after every record, from a process with no known ancestry
+    assert Attribution().attribute(event, RECORDS, SHELLS, wait_for_running=True) is None
+    assert Attribution().attribute(event, RECORDS, SHELLS).id == 2 and event.background  # final: the latest one
