@@ -218,21 +218,27 @@ class TrainerActor:
         clock = time.perf_counter()
         plan = self.weight_plan(bucket_bytes)
         bucket_last = {planned[-1].name for planned in plan}
+        failure: Exception | None = None
         for name, tensor in self.iter_weights():
-            if self.rank != 0:
-                continue
+            if self.rank != 0 or failure is not None:
+                continue  # every rank gathers every parameter (ZeRO-3), even after a refused push: no rank hangs
             bucket[name] = tensor
             if name in bucket_last:
                 gather_s += time.perf_counter() - clock
                 clock = time.perf_counter()
                 ref = ray.put(bucket)
                 final = name == plan[-1][-1].name
-                get([engine.update_weights.remote(ref, version, final) for engine in engines], PUSH_TIMEOUT_S,
-                    f"weight push of version {version} to {len(engines)} engine(s)")
+                try:
+                    get([engine.update_weights.remote(ref, version, final) for engine in engines], PUSH_TIMEOUT_S,
+                        f"weight push of version {version} to {len(engines)} engine(s)")
+                except Exception as exc:  # noqa: BLE001 - raised once every parameter has been gathered
+                    failure = exc
                 sent += sum(t.numel() * t.element_size() for t in bucket.values())
                 bucket = {}
                 push_s += time.perf_counter() - clock
                 clock = time.perf_counter()
+        if failure is not None:
+            raise failure
         if self.rank != 0:
             gather_s = time.perf_counter() - started
         else:
