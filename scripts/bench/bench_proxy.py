@@ -3,10 +3,12 @@ baseline: `await policy.generate(prompt_ids, sampling)`, prompt already tokenize
 official `openai` client over the proxy's unix socket: HTTP, chat-template rendering, recording, parsing), in one
 run, greedy so both paths generate the same tokens. Calls alternate between the paths, prompt by prompt.
 
-    .venv/bin/python scripts/bench/bench_proxy.py [--backend vllm|hf] [--calls 40] [--max-tokens 16]
+    .venv/bin/python scripts/bench/bench_proxy.py [--backend vllm|hf] [--calls 40] [--max-tokens 16] [--episodes 4]
 
 Prints median and p95 per path, and the paired per-call overhead (proxy - direct) with its ratio to the direct
-call's time."""
+call's time. With `--episodes N` (needs Docker and the sandbox image) a second table: whole secret_word episodes,
+the white-box iFlow loop (configs/agent/default.yaml) against the black-box stdlib agent through the proxy
+(configs/agent/blackbox.yaml, same limits), same engine, same tasks, same sandbox pool, alternating."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +35,57 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
-def main(backend: str, calls: int, max_tokens: int) -> None:
+def episodes_table(engine, tokenizer, count: int) -> Table:
+    import yaml
+
+    from iflow.config import AgentConfig
+    from rock import SandboxConfig, SandboxPool
+    from roll.engines.policy import LocalTokenPolicy
+    from roll.proxy.config import ProxyConfig
+    from roll.proxy.episode import BlackBoxAgentConfig, BlackBoxEpisodeRunner
+    from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
+    from roll.proxy.server import ProxyServer
+    from roll.rollout.episode import EpisodeRunner
+    from roll.tasks.secret_word import SecretWordOptions, make_task
+
+    white_cfg = AgentConfig.model_validate(yaml.safe_load((ROOT / "configs/agent/default.yaml").read_text()))
+    black_cfg = BlackBoxAgentConfig.model_validate(yaml.safe_load((ROOT / "configs/agent/blackbox.yaml").read_text()))
+    policy = LocalTokenPolicy(engine, tokenizer)
+    refused: dict[str, int] = {}
+    rows: dict[str, list[tuple[float, int, int]]] = {"white-box iFlow loop (baseline)": [],
+                                                     "black-box agent through the proxy": []}
+    with ProxyServer(None, ProxyConfig(max_tokens=64, max_model_len=768), uds=new_socket_path(),
+                     tokenizer=tokenizer) as proxy, \
+            SandboxPool(SandboxConfig(volumes=proxy_volumes(proxy.uds)), size=1) as pool:
+        runners = {"white-box iFlow loop (baseline)": EpisodeRunner(pool, white_cfg),
+                   "black-box agent through the proxy": BlackBoxEpisodeRunner(pool, black_cfg, proxy)}
+        loop = asyncio.new_event_loop()
+        for index in range(count):
+            task = make_task(index, options=SecretWordOptions(words=4, note_path="note.txt"))
+            for name, runner in runners.items():
+                started = time.perf_counter()
+                result = loop.run_until_complete(runner.run(task, policy, trajectory_id=f"{name[:5]}-{index}"))
+                turns = result.trajectory.turns
+                for status, n in result.trajectory.metadata.get("proxy", {}).get("statuses", {}).items():
+                    if status != "ok":
+                        refused[status] = refused.get(status, 0) + n
+                rows[name].append((time.perf_counter() - started, len(turns),
+                                   sum(len(t.completion_ids) for t in turns)))
+        loop.close()
+    table = Table(title=f"episode wall time, secret_word, {count} episodes each (tiny model: mostly max_turns); "
+                        f"proxy calls not served: {refused or 'none'}")
+    for column in ("agent", "median s", "p95 s", "ratio (median)", "turns / episode", "tokens / episode"):
+        table.add_column(column, justify="right" if column != "agent" else "left")
+    base = statistics.median(r[0] for r in rows["white-box iFlow loop (baseline)"])
+    for name, values in rows.items():
+        seconds = [v[0] for v in values]
+        table.add_row(name, f"{statistics.median(seconds):.2f}", f"{p95(seconds):.2f}",
+                      f"{statistics.median(seconds) / base:.2f}", f"{statistics.mean(v[1] for v in values):.1f}",
+                      f"{statistics.mean(v[2] for v in values):.0f}")
+    return table
+
+
+def main(backend: str, calls: int, max_tokens: int, episodes: int = 0) -> None:
     import openai
     from transformers import AutoTokenizer
 
@@ -78,6 +130,7 @@ def main(backend: str, calls: int, max_tokens: int) -> None:
             overhead.append(proxied[-1] - direct[-1])
             same += session.calls[-1].completion_ids == completion.token_ids
         loop.close()
+    episode_table = episodes_table(engine, tokenizer, episodes) if episodes else None
     engine.close()
     table = Table(title=f"proxy overhead per model call ({backend} engine, tiny model, {calls} calls, "
                         f"{max_tokens} tokens greedy; identical completions {same}/{calls})")
@@ -90,6 +143,8 @@ def main(backend: str, calls: int, max_tokens: int) -> None:
     table.add_row("overhead, paired (proxy - direct)", f"{statistics.median(overhead) * 1e3:.1f}",
                   f"{p95(overhead) * 1e3:.1f}", f"{statistics.median(overhead) / base:.2f}")
     Console().print(table)
+    if episode_table is not None:
+        Console().print(episode_table)
 
 
 if __name__ == "__main__":
@@ -97,5 +152,6 @@ if __name__ == "__main__":
     parser.add_argument("--backend", choices=["vllm", "hf"], default="vllm")
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--episodes", type=int, default=0, help="also time N whole episodes per agent (Docker)")
     args = parser.parse_args()
-    main(args.backend, args.calls, args.max_tokens)
+    main(args.backend, args.calls, args.max_tokens, args.episodes)
