@@ -47,6 +47,11 @@ def _first_dir(container_id: str, controller: str) -> Path | None:
     return next((p for p in _candidates(container_id, controller) if p.is_dir()), None)
 
 
+def cgroup_dir(container_id: str, controller: str) -> Path | None:
+    """The container's directory under one cgroup v1 controller ("" = the v2 / unified hierarchy), if visible."""
+    return _first_dir(container_id, controller)
+
+
 def read_stats(container_id: str) -> CgroupStats:
     """Counters for one container; fields are None where this host's cgroups do not expose them."""
     v2 = _first_dir(container_id, "")

@@ -17,8 +17,10 @@ from rock.output import CappedBuffer
 # Commands write stderr into the stream (`2>&1` on the eval); the shell's own stderr is /dev/null, because bash
 # prints its "Killed ..." notices about background jobs of an earlier command whenever it gets to them, which may be
 # between two commands; `jobs` swallows those still pending when a command starts.
-RUNNER = ("__rock_run() { jobs >/dev/null 2>&1; trap 'trap - USR1; return 124' USR1; eval \"$1\" </dev/null 2>&1; "
-          "local __rock_rc=$?; trap - USR1; return $__rock_rc; }")
+# Outside the function SIGUSR1 is ignored, not fatal: the killer's signal may land just after the command ended.
+RUNNER = ("trap '' USR1; "
+          "__rock_run() { jobs >/dev/null 2>&1; trap 'trap \"\" USR1; return 124' USR1; eval \"$1\" </dev/null 2>&1; "
+          "local __rock_rc=$?; trap '' USR1; return $__rock_rc; }")
 MARKER_WINDOW = 4200  # bytes after the marker's prefix: a status and a working directory up to PATH_MAX
 
 

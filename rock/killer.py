@@ -1,4 +1,4 @@
-"""Killing what a command started. Preferred: from the host, with the container frozen (`docker pause`), so that even
+"""Killing what a command started. Preferred: from the host, with the container frozen (rock.freezer), so that even
 a fork bomb at its pids limit cannot outrun us and no process needs to be forked inside the container. Fallback
 (no access to the host's /proc, e.g. a remote engine): a kill script run inside the container as the sandbox user.
 
@@ -10,13 +10,16 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import docker
 
 from rock.cgroups import cgroup_procs
+from rock.freezer import frozen
 from rock.procfs import ProcStat, cgroup_text, innermost_pid, read_stat, uptime
 
-__all__ = ["kill_from_host", "kill_in_container", "signal_verified", "targets", "uptime", "SESSION_VARIABLE"]
+__all__ = ["kill_from_host", "kill_in_container", "signal_verified", "start_exec", "targets", "uptime",
+           "SESSION_VARIABLE"]
 
 SESSION_VARIABLE = "ROCK_SESSION"  # set in each session shell's environment: tells apart orphans of two sessions
 
@@ -39,9 +42,24 @@ _freeze_locks_guard = threading.Lock()
 
 
 def _freeze_lock(container_id: str) -> threading.Lock:
-    """One freeze-kill-thaw at a time per container: a second killer's `unpause` must not thaw the first's work."""
+    """One freeze-kill-thaw at a time per container: a second killer's thaw must not undo the first's freeze."""
     with _freeze_locks_guard:
         return _freeze_locks.setdefault(container_id, threading.Lock())
+
+
+def start_exec(api: docker.APIClient, container_id: str, exec_id: str, wait: float = 2.0, **options: Any) -> Any:
+    """`exec_start`, never overlapping a freeze of the same container: the runtime refuses to set up an exec in a
+    frozen container (and `docker pause` during an exec's set-up hangs the engine). Holds the freeze lock until the
+    engine reports the process started (or `wait` seconds)."""
+    with _freeze_lock(container_id):
+        result = api.exec_start(exec_id, **options)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            info = api.exec_inspect(exec_id)
+            if info.get("Running") or info.get("ExitCode") is not None:
+                break
+            time.sleep(0.002)
+        return result
 
 
 def in_container(pid: int, container_id: str) -> bool:
@@ -117,17 +135,20 @@ def _container_stats(container_id: str) -> dict[int, ProcStat]:
 
 def _kill_until_quiet(container_id: str, shell_host_pid: int, tag: str, since: float, session_id: str,
                       quiet_passes: int = 3, max_passes: int = 200) -> None:
-    """SIGKILL targets until several passes in a row find none. One empty pass is not enough: a subshell in the
-    middle of exiting (not frozen, already gone from cgroup.procs) hides its children until they are reparented."""
-    quiet = 0
+    """SIGKILL targets until several passes in a row find no new one. One empty pass is not enough: a subshell in
+    the middle of exiting (not frozen, already gone from cgroup.procs) hides its children until they are
+    reparented. A process already signalled does not count: frozen, it dies only when the container thaws."""
+    quiet, signalled = 0, set()
     for _ in range(max_passes):
         stats = _container_stats(container_id)
-        victims = targets(stats, shell_host_pid, tag, since, session_id)
+        victims = {pid for pid in targets(stats, shell_host_pid, tag, since, session_id)
+                   if (pid, stats[pid].start_ticks) not in signalled}
         quiet = 0 if victims else quiet + 1
         if quiet >= quiet_passes:
             return
         for pid in victims:
-            signal_verified(container_id, pid, stats[pid].start_ticks, signal.SIGKILL)
+            if signal_verified(container_id, pid, stats[pid].start_ticks, signal.SIGKILL):
+                signalled.add((pid, stats[pid].start_ticks))
         time.sleep(0.005)
 
 
@@ -138,23 +159,18 @@ def kill_from_host(api: docker.APIClient, container_id: str, shell: tuple[int, i
     if shell is None or cgroup_procs(container_id) is None:
         return False
     host_pid, start_ticks = shell
-    with _freeze_lock(container_id):
-        try:
-            api.pause(container_id)
-        except docker.errors.APIError:
-            return False
-        try:
-            _kill_until_quiet(container_id, host_pid, tag, since, session_id)
-            signal_verified(container_id, host_pid, start_ticks, signal.SIGUSR1)
-        finally:
-            api.unpause(container_id)
+    with _freeze_lock(container_id), frozen(container_id):
+        _kill_until_quiet(container_id, host_pid, tag, since, session_id)
+        signal_verified(container_id, host_pid, start_ticks, signal.SIGUSR1)
     return True
 
 
 def kill_in_container(api: docker.APIClient, container_id: str, user: str, shell_pid: int | None, tag: str) -> None:
     exec_id = api.exec_create(container_id, ["sh", "-c", IN_CONTAINER_SCRIPT, "rock-kill", str(shell_pid or 0), tag],
                               user=user)["Id"]
-    api.exec_start(exec_id)
+    start_exec(api, container_id, exec_id)
+    while api.exec_inspect(exec_id).get("Running"):  # the kill script is done before the caller goes on
+        time.sleep(0.01)
 
 
 def kill_shell(api: docker.APIClient, container_id: str, user: str, shell_pid: int | None,
@@ -165,7 +181,7 @@ def kill_shell(api: docker.APIClient, container_id: str, user: str, shell_pid: i
         return
     if shell_pid is not None and shell_pid > 1:
         try:
-            api.exec_start(api.exec_create(container_id, ["kill", "-9", str(shell_pid)], user=user)["Id"])
+            start_exec(api, container_id, api.exec_create(container_id, ["kill", "-9", str(shell_pid)], user=user)["Id"])
         except docker.errors.APIError:
             pass  # the container is gone: so is the shell
 
@@ -185,20 +201,16 @@ def kill_tree_from_host(api: docker.APIClient, container_id: str, root: tuple[in
     frozen meanwhile. False if not possible here."""
     if cgroup_procs(container_id) is None:
         return False
-    with _freeze_lock(container_id):
-        try:
-            api.pause(container_id)
-        except docker.errors.APIError:
-            return False
-        try:
-            for _ in range(50):
-                stats = _container_stats(container_id)
-                victims = _descendants(stats, root[0]) if root[0] in stats else set()
-                for pid in victims:
-                    signal_verified(container_id, pid, stats[pid].start_ticks, signal.SIGKILL)
-                if not victims:
-                    break
-            signal_verified(container_id, root[0], root[1], signal.SIGKILL)
-        finally:
-            api.unpause(container_id)
+    with _freeze_lock(container_id), frozen(container_id):
+        signalled: set[tuple[int, int]] = set()
+        for _ in range(50):
+            stats = _container_stats(container_id)
+            victims = {pid for pid in (_descendants(stats, root[0]) if root[0] in stats else set())
+                       if (pid, stats[pid].start_ticks) not in signalled}
+            for pid in victims:
+                if signal_verified(container_id, pid, stats[pid].start_ticks, signal.SIGKILL):
+                    signalled.add((pid, stats[pid].start_ticks))
+            if not victims:
+                break
+        signal_verified(container_id, root[0], root[1], signal.SIGKILL)
     return True

@@ -10,7 +10,7 @@ import docker
 
 from rock.cgroups import cgroup_procs
 from rock.framing import demux
-from rock.killer import in_container, kill_tree_from_host
+from rock.killer import in_container, kill_tree_from_host, start_exec
 from rock.output import CappedBuffer
 from rock.procfs import read_stat
 
@@ -39,7 +39,7 @@ def _verified_exec_pid(api: docker.APIClient, container_id: str, exec_id: str,
 def run_exec(api: docker.APIClient, container_id: str, argv: list[str], user: str, workdir: str,
              timeout: float, max_output_bytes: int) -> ExecResult:
     exec_id = api.exec_create(container_id, argv, user=user, workdir=workdir)["Id"]
-    raw = api.exec_start(exec_id, socket=True)
+    raw = start_exec(api, container_id, exec_id, socket=True)
     sock: socket.socket = getattr(raw, "_sock", raw)
     buffer, pending = CappedBuffer(max_output_bytes), b""
     deadline = time.monotonic() + timeout

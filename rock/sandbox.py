@@ -16,6 +16,7 @@ from rock.confinement import ConfinementError, check_confinement
 from rock.egress import SHIM, SHIM_PORT, SOCKET_DIR_IN_SANDBOX, EgressProxy
 from rock.engine import client as docker_client
 from rock.reaper import QUARANTINE_PREFIX, owner_labels, reap_once_per_process
+from rock.killer import start_exec
 from rock.oneshot import run_exec
 from rock.records import AuditLog, CommandRecord, CommandResult, SandboxDeath
 from rock.session import SessionDied, ShellSession
@@ -122,8 +123,8 @@ class Sandbox:
     def _start_egress_shim(self) -> None:
         self.egress.grant(*self._owner())  # the proxy socket is the sandbox user's alone
         api = docker_client().api
-        api.exec_start(api.exec_create(self.container.id, ["python3", "-c", SHIM], user=self.config.user)["Id"],
-                       detach=True)
+        start_exec(api, self.container.id,
+                   api.exec_create(self.container.id, ["python3", "-c", SHIM], user=self.config.user)["Id"], detach=True)
         probe = f"import socket; socket.create_connection(('127.0.0.1', {SHIM_PORT}), 1).close()"
         for _ in range(50):
             if self.exec(["python3", "-c", probe])[0] == 0:

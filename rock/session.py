@@ -16,7 +16,8 @@ import docker
 
 from rock.framing import command_line, demux, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
 from rock.cgroups import cgroup_procs
-from rock.killer import SESSION_VARIABLE, in_container, kill_from_host, kill_in_container, kill_shell, uptime
+from rock.killer import (SESSION_VARIABLE, in_container, kill_from_host, kill_in_container, kill_shell, start_exec,
+                         uptime)
 from rock.procfs import innermost_pid, read_stat
 from rock.output import CappedBuffer
 
@@ -64,7 +65,7 @@ class ShellSession:
             self.container_id, ["bash", "--noprofile", "--norc"], stdin=True, stdout=True, stderr=True,
             tty=False, user=self.user, workdir=self.cwd, environment={**self.env, SESSION_VARIABLE: self.session_id},
         )["Id"]
-        raw = self.api.exec_start(self._exec_id, socket=True)
+        raw = start_exec(self.api, self.container_id, self._exec_id, socket=True)
         self._sock = getattr(raw, "_sock", raw)
         self._pending = b""
         nonce = new_nonce()

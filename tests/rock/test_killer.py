@@ -48,3 +48,29 @@ def test_two_sessions_timing_out_at_once_both_kill_cleanly(docker_engine):
         assert not errors and all(results[name].timed_out for name in names)
         assert _sleeps(sandbox) == []
         assert all(sandbox.run("echo ok", session=name).output == "ok\n" for name in names)
+
+
+def test_tooling_execs_and_new_sessions_wait_out_a_freeze(docker_engine):
+    with Sandbox(SandboxConfig()) as sandbox:
+        stop, errors, codes = threading.Event(), [], []
+
+        def hammer() -> None:
+            index = 0
+            while not stop.is_set():
+                try:
+                    codes.append(sandbox.exec(["true"])[0])
+                    if index % 5 == 0:
+                        sandbox.run("true", session=f"new{index}")
+                except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+                    errors.append(exc)
+                index += 1
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        try:
+            for _ in range(3):
+                assert sandbox.run("sleep 30 & sleep 31", timeout=1).timed_out
+        finally:
+            stop.set()
+            thread.join(60)
+        assert errors == [] and codes and set(codes) == {0}
