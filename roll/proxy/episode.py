@@ -129,10 +129,16 @@ class BlackBoxEpisodeRunner:
             guard = SafetyGuard(sandbox, self.safety, protected=task.metadata.get("protected"))
             await guard.start()
         mark = time.monotonic()
-        run = await self._run_agent(task, sandbox, session, config, guard, traj)
-        if on_agent_done is not None:
-            on_agent_done()
-        self.proxy.sessions.close(session.token)
+        try:
+            run = await self._run_agent(task, sandbox, session, config, guard, traj)
+        except Exception as exc:  # noqa: BLE001 - the sandbox broke under the agent: not the policy's fault
+            if guard is not None:
+                guard.monitor.stop()
+            return EpisodeResult(traj, "sandbox_error", f"agent command failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.proxy.sessions.close(session.token)
+            if on_agent_done is not None:
+                on_agent_done()
         timings["agent"] = time.monotonic() - mark
         built = build_trajectory(session.calls, trajectory_id=traj.id, task_id=task.id, task=task.instruction,
                                  metadata=dict(traj.metadata))
