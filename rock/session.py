@@ -4,6 +4,7 @@ Each command is sent ANSI-C quoted and `eval`-ed by the session shell (so `cd` a
 error cannot wedge the framing), with stdin from /dev/null, and framed by an end marker carrying a per-command nonce,
 the exit status and the working directory. Every command runs with `ROCK_CMD=<tag>` in its environment: on timeout,
 every process carrying that tag or descending from the shell is killed, so nothing the command started survives.
+Only processes verified to be in the container are ever signalled (see rock.killer); the protocol is rock.framing.
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 
 import docker
 
-from rock.framing import command_line, demux, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
 from rock.cgroups import cgroup_procs
+from rock.framing import command_line, demux, handshake_line, marker_prefix, new_nonce, ping_line, take_marker
 from rock.killer import (SESSION_VARIABLE, in_container, kill_from_host, kill_in_container, kill_shell, start_exec,
                          uptime)
-from rock.procfs import innermost_pid, read_stat
 from rock.output import CappedBuffer
+from rock.procfs import innermost_pid, read_stat
+
 
 class SessionDied(RuntimeError):
     pass
