@@ -99,3 +99,31 @@ def test_a_real_engine_behind_a_black_box_episode(pool, proxy, tiny_model_path) 
     assert sum(len(t.completion_ids) for t in traj.turns) <= 384
     assert {t.policy_version for t in traj.turns} == {0}
     assert traj.reward is not None
+
+
+class RecordingPool:
+    """The real pool, remembering the sandbox it handed out last (so the test can break it)."""
+
+    def __init__(self, pool) -> None:
+        self.pool, self.last = pool, None
+
+    async def acquire_async(self, timeout: float = 120.0):
+        self.last = await self.pool.acquire_async(timeout=timeout)
+        return self.last
+
+    async def release_async(self, sandbox, replace: bool = True) -> None:
+        await self.pool.release_async(sandbox, replace)
+
+
+def test_a_sandbox_that_dies_under_the_agent_is_a_sandbox_error(pool, proxy, tokenizer) -> None:
+    recording = RecordingPool(pool)
+
+    class ContainerKillingPolicy(FakeScriptedPolicy):
+        async def generate(self, prompt_ids, sampling):
+            recording.last.sync.container.remove(force=True)  # the container this test's episode runs in
+            return await super().generate(prompt_ids, sampling)
+
+    task = make_task(3, options=SecretWordOptions(words=4, note_path="note.txt"))
+    result = run(recording, proxy, task, ContainerKillingPolicy(tokenizer))
+    assert result.status == "sandbox_error", (result.status, result.error)
+    assert result.trajectory.reward is None
