@@ -80,6 +80,21 @@ async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
     return task.result()
 
 
+class SessionStream(StreamingResponse):
+    """An SSE response that gives the session's admission back once it is over, however it ends (also when the
+    client is gone before the first byte, and the body is never iterated)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Any) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 def _usage(call: ProxyCall) -> dict[str, int]:
     return {"prompt_tokens": len(call.prompt_ids), "completion_tokens": len(call.completion_ids),
             "total_tokens": len(call.prompt_ids) + len(call.completion_ids)}
@@ -138,7 +153,7 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
     async def stream(request: Request, session: Session, call: ProxyCall, sampling: Any, chat: bool,
                      usage: bool) -> AsyncIterator[bytes]:
         """Headers and a first chunk go out at once; the rest when the engine answers. A client that disconnects
-        meanwhile cancels this generator, which aborts the engine request."""
+        meanwhile is noticed by `until_disconnect`, which cancels the engine request."""
         ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{call.id}", int(time.time())
         kind = "chat.completion.chunk" if chat else "text_completion"
 
@@ -146,35 +161,32 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
             return _sse({"id": ident, "object": kind, "created": created, "model": model,
                          "choices": [{"index": 0, "logprobs": None, "finish_reason": None, **choice}], **extra})
 
+        if chat:
+            yield chunk({"delta": {"role": "assistant", "content": ""}})
         try:
-            if chat:
-                yield chunk({"delta": {"role": "assistant", "content": ""}})
-            try:
-                await until_disconnect(request, service.execute(session, call, sampling))
-            except EngineFailure as exc:
-                yield _sse({"error": {"message": str(exc), "type": "server_error", "code": None}})
-                return
-            except ClientGone:
-                return
-            if chat:
-                message = call.response_message or {}
-                if message.get("content"):
-                    yield chunk({"delta": {"content": message["content"]}})
-                for index, tool in enumerate(message.get("tool_calls") or []):
-                    yield chunk({"delta": {"tool_calls": [{"index": index, "id": tool["id"], "type": "function",
-                                                           "function": {"name": tool["function"]["name"],
-                                                                        "arguments": json.dumps(
-                                                                            tool["function"]["arguments"])}}]}})
-                yield chunk({"delta": {}, "finish_reason": service.finish_reason(call)})
-            else:
-                yield chunk({"text": call.completion_text,
-                             "finish_reason": "length" if call.finish_reason == "length" else "stop"})
-            if usage:
-                yield _sse({"id": ident, "object": kind, "created": created, "model": model, "choices": [],
-                            "usage": _usage(call)})
-            yield b"data: [DONE]\n\n"
-        finally:
-            sessions.release(session)
+            await until_disconnect(request, service.execute(session, call, sampling))
+        except EngineFailure as exc:
+            yield _sse({"error": {"message": str(exc), "type": "server_error", "code": None}})
+            return
+        except ClientGone:
+            return
+        if chat:
+            message = call.response_message or {}
+            if message.get("content"):
+                yield chunk({"delta": {"content": message["content"]}})
+            for index, tool in enumerate(message.get("tool_calls") or []):
+                yield chunk({"delta": {"tool_calls": [{"index": index, "id": tool["id"], "type": "function",
+                                                       "function": {"name": tool["function"]["name"],
+                                                                    "arguments": json.dumps(
+                                                                        tool["function"]["arguments"])}}]}})
+            yield chunk({"delta": {}, "finish_reason": service.finish_reason(call)})
+        else:
+            yield chunk({"text": call.completion_text,
+                         "finish_reason": "length" if call.finish_reason == "length" else "stop"})
+        if usage:
+            yield _sse({"id": ident, "object": kind, "created": created, "model": model, "choices": [],
+                        "usage": _usage(call)})
+        yield b"data: [DONE]\n\n"
 
     async def handle(request: Request, token: str | None, endpoint: str) -> Any:
         session = session_of(request, token)
@@ -187,8 +199,8 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
             if body.get("stream"):
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 streaming = True
-                return StreamingResponse(stream(request, session, call, sampling, endpoint == "chat", usage),
-                                         media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                return SessionStream(stream(request, session, call, sampling, endpoint == "chat", usage),
+                                     lambda: sessions.release(session))
             await until_disconnect(request, service.execute(session, call, sampling))
             return JSONResponse(chat_body(call) if endpoint == "chat" else text_body(call))
         except BadRequest as exc:
