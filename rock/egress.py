@@ -77,6 +77,7 @@ class EgressProxy:
         self.socket_path = self.directory / "proxy.sock"
         self.requests: list[EgressRequest] = []
         self.active = 0
+        self._clients: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"egress-{sandbox}", daemon=True)
@@ -104,11 +105,13 @@ class EgressProxy:
 
     async def _shutdown(self) -> None:
         """Close every open connection (cancel its task and let it finish), then stop the loop."""
+        for writer in list(self._clients):
+            _close(writer)  # each handler sees its client gone and ends by itself
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=2)
+            _, stuck = await asyncio.wait(tasks, timeout=2)
+            for task in stuck:
+                task.cancel()
         self._loop.stop()
 
     def _serve(self) -> None:
@@ -135,10 +138,12 @@ class EgressProxy:
             await _reply(writer, b"503 Service Unavailable", b"too many connections")
             return
         self.active += 1
+        self._clients.add(writer)
         try:
             await self._serve_connection(reader, writer)
         finally:
             self.active -= 1
+            self._clients.discard(writer)
             _close(writer)
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
