@@ -204,7 +204,7 @@ def create_app(service: ProxyService, sessions: SessionRegistry) -> FastAPI:
             await until_disconnect(request, service.execute(session, call, sampling))
             return JSONResponse(chat_body(call) if endpoint == "chat" else text_body(call))
         except BadRequest as exc:
-            return error(400, str(exc), "invalid_request_error")
+            return error(400, str(exc), "invalid_request_error", exc.code)
         except EngineFailure as exc:
             return error(504 if exc.timed_out else 503, str(exc), "server_error")
         except ClientGone:

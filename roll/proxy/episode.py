@@ -18,6 +18,7 @@ from iflow.config import AgentConfig
 from iflow.trajectory import Trajectory
 from roll.proxy.sandbox_link import SHIM_PORT, agent_env, install_shim, with_shim
 from roll.proxy.server import ProxyServer
+from roll.proxy.service import CONTEXT_FULL
 from roll.proxy.trajectory import build_trajectory
 from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline
 from roll.safety import SafetyConfig, SafetyGuard
@@ -201,6 +202,9 @@ class BlackBoxEpisodeRunner:
             return "timeout", f"the agent command ran past {config.max_wall_seconds:g}s"
         if run["exit_code"] == 0:
             return "submitted", None
+        last = max(session.calls, key=lambda c: c.seq) if session.calls else None
+        if last is not None and last.status == "rejected" and last.error_code == CONTEXT_FULL:
+            return "max_tokens", last.error  # the context is full (as iflow's ContextOverflow)
         if session.started >= config.max_turns:
             return "max_turns", None
         if session.tokens_left() == 0:

@@ -20,6 +20,7 @@ class ProxyCall(BaseModel):
     endpoint: str
     status: CallStatus = "ok"
     error: str | None = None
+    error_code: str | None = None
     messages: list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
     prompt_source: PromptSource = "rendered"

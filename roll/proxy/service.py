@@ -20,10 +20,15 @@ from roll.proxy.render import Continuation, PromptRenderer, RenderError, normali
 from roll.proxy.sessions import Session
 
 _ids = itertools.count()
+CONTEXT_FULL = "context_length_exceeded"
 
 
 class BadRequest(ValueError):
-    """The request is malformed or cannot fit (HTTP 400)."""
+    """The request is malformed or cannot fit (HTTP 400). `code` as OpenAI names it, when there is one."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class EngineFailure(RuntimeError):
@@ -52,7 +57,8 @@ class ProxyService:
     def _sampling(self, body: dict[str, Any], prompt_len: int, tokens_left: int | None = None) -> SamplingParams:
         room = self.config.max_model_len - prompt_len
         if room < 1:
-            raise BadRequest(f"the prompt has {prompt_len} tokens; this model holds {self.config.max_model_len}")
+            raise BadRequest(f"the prompt has {prompt_len} tokens; this model holds {self.config.max_model_len}",
+                             code=CONTEXT_FULL)
         asked = body.get("max_completion_tokens") or body.get("max_tokens") or self.config.max_tokens
         if not isinstance(asked, int) or asked < 1:
             raise BadRequest("max_tokens must be a positive integer")
@@ -113,7 +119,7 @@ class ProxyService:
                 call.prompt_source, call.prompt_ids = "raw", self._raw_prompt(body)
             sampling = self._sampling(body, len(call.prompt_ids), session.tokens_left())
         except BadRequest as exc:
-            call.status, call.error = "rejected", str(exc)
+            call.status, call.error, call.error_code = "rejected", str(exc), exc.code
             session.record(call)
             raise
         call.timings["render"] = time.monotonic() - started

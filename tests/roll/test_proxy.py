@@ -124,8 +124,9 @@ def test_requests_outside_a_session_and_over_limits_are_refused(server) -> None:
             model="policy", messages=[{"role": "user", "content": "hi"}])
     session = server.sessions.open("episode-limits")
     client = client_for(server, session.token)
-    with pytest.raises(openai.BadRequestError, match="holds 768"):
+    with pytest.raises(openai.BadRequestError, match="holds 768") as full:
         client.chat.completions.create(model="policy", messages=[{"role": "user", "content": "word " * 900}])
+    assert full.value.code == "context_length_exceeded" and session.calls[-1].error_code == full.value.code
     with server.http_client() as http:
         big = http.post(server.session_url(session.token) + "/chat/completions", content=b"x" * 2_100_000,
                         headers={"content-type": "application/json"})
