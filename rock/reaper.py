@@ -69,13 +69,15 @@ def _created(labels: dict[str, str]) -> float:
         return 0.0  # unknown age: counts as old
 
 
-def reap(client: docker.DockerClient | None = None, older_than: float | None = None) -> list[str]:
-    """Remove orphaned rock containers (and, with `older_than` seconds, any unquarantined one older than that).
-    One container that cannot be removed (already being removed, an engine error) never stops the sweep.
-    Returns the names removed."""
+def reap(client: docker.DockerClient | None = None, older_than: float | None = None,
+         labels: dict[str, str] | None = None) -> list[str]:
+    """Remove orphaned rock containers (and, with `older_than` seconds, any unquarantined one older than that),
+    only among those that also carry every label in `labels`. One container that cannot be removed (already being
+    removed, an engine error) never stops the sweep. Returns the names removed."""
     api = (client or docker_client()).api
     removed = []
-    for summary in api.containers(all=True, filters={"label": MANAGED}):
+    wanted = [MANAGED, *(f"{key}={value}" for key, value in (labels or {}).items())]
+    for summary in api.containers(all=True, filters={"label": wanted}):
         names = summary.get("Names") or [summary["Id"]]
         name, labels = names[0].lstrip("/"), summary.get("Labels") or {}
         too_old = older_than is not None and time.time() - _created(labels) > older_than

@@ -15,7 +15,7 @@ from iflow.agent import Agent
 from iflow.config import AgentConfig
 from iflow.trajectory import Trajectory
 from rock.telemetry.policy import SafetyPolicy
-from roll.rollout.tamper import DeathWatch, score_death
+from roll.rollout.tamper import DeathWatch, removed_from_outside, score_death
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
 from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
@@ -137,7 +137,8 @@ class EpisodeRunner:
         except Exception as exc:  # noqa: BLE001 - the agent itself broke: not the policy's fault
             if guard is not None:
                 guard.monitor.stop()
-            if await watch.died(traj) is None:
+            death = await watch.died(traj)
+            if death is None or removed_from_outside(death):
                 return EpisodeResult(traj, "sandbox_error", f"agent crashed: {type(exc).__name__}: {exc}")
         finally:
             if on_agent_done is not None:
@@ -145,6 +146,10 @@ class EpisodeRunner:
         traj.group_id = state["trajectory"].group_id
         state["trajectory"] = traj
         death = await watch.died(traj)
+        if death is not None and removed_from_outside(death):
+            if guard is not None:
+                guard.monitor.stop()
+            return EpisodeResult(traj, "sandbox_error", "the sandbox's container was removed from outside the episode")
         if death is not None:  # scored and penalized, not discarded: see roll.rollout.tamper
             if guard is not None:
                 guard.monitor.stop()

@@ -153,16 +153,21 @@ def test_missing_image_is_a_clear_error(docker_engine):
 
 
 def test_quarantine_keeps_the_container(docker_engine):
-    sb = Sandbox().start()
+    import secrets
+
+    from rock.reaper import reap
+
+    label = {"test.quarantine": secrets.token_hex(4)}  # the sweep below must not touch other processes' sandboxes
+    sb, kept = Sandbox(SandboxConfig(labels=label)).start(), Sandbox(SandboxConfig(labels=label)).start()
     name = sb.quarantine()
     try:
         container = docker_engine.containers.get(name)
         assert name.startswith("rock-quarantine-") and container.status == "exited"
-        from rock.reaper import reap
-        reap(older_than=0)
+        assert reap(older_than=0, labels=label) == [kept.name]  # every other sandbox of the label goes
         docker_engine.containers.get(name)  # still there
     finally:
         docker_engine.containers.get(name).remove(force=True)
+        kept.stop()
 
 
 def test_any_bytes_in_a_command_survive_the_framing(sandbox):

@@ -23,24 +23,25 @@ def bash(command: str) -> ToolCall:
 class KillsTheContainerBeforeTurn(ScriptedPolicy):
     """The scripted policy, plus an outside hand that kills the episode's container just before turn `turn`."""
 
-    def __init__(self, calls, label: str, turn: int) -> None:
+    def __init__(self, calls, label: str, turn: int, remove: bool = False) -> None:
         super().__init__(calls)
-        self.label, self.turn = label, turn
+        self.label, self.turn, self.remove = label, turn, remove
 
     async def chat(self, messages, tools, sampling):
         if self.position == self.turn:
             for container in client().containers.list(filters={"label": f"test.death={self.label}"}):
-                container.kill()
+                container.remove(force=True) if self.remove else container.kill()
         return await super().chat(messages, tools, sampling)
 
 
-def _episode(calls, kill_before_turn: int | None, safety=None):
+def _episode(calls, kill_before_turn: int | None, safety=None, remove: bool = False):
     label = secrets.token_hex(4)
     task = TaskRecord(id="self-kill", instruction="print hello", verifier={"command": "true"})
     pool = SandboxPool(SandboxConfig(command_timeout=20, labels={"test.death": label}), size=1)
     try:
         runner = EpisodeRunner(pool, AgentConfig(max_turns=len(calls)), safety=safety)
-        policy = KillsTheContainerBeforeTurn(calls, label, kill_before_turn if kill_before_turn is not None else -1)
+        policy = KillsTheContainerBeforeTurn(calls, label, kill_before_turn if kill_before_turn is not None else -1,
+                                             remove=remove)
         return asyncio.run(runner.run(task, policy, trajectory_id="t1"))
     finally:
         pool.close()
@@ -64,3 +65,13 @@ def test_a_sandbox_that_dies_mid_episode_is_a_penalized_tamper_event(sandbox_ima
     assert trajectory.turns[1].events == tamper and len(trajectory.turns) == 2  # the episode ended on that turn
     assert trajectory.outcome == "terminated" and trajectory.reward == -1.0
     assert trajectory.metadata["safety"]["penalty"] == 1.0
+
+
+def test_a_sandbox_removed_from_outside_is_an_environment_failure_not_blamed_on_the_agent(sandbox_image):
+    """The agent cannot reach the Docker engine, so a container that is gone (a reaper, an operator) is discarded as
+    a sandbox_error with no tamper event: a training run must not penalize a policy for its host's doings."""
+    calls = [bash("echo one"), bash("echo two"), bash("echo three")]
+    result = _episode(calls, kill_before_turn=1, remove=True)
+    assert result.status == "sandbox_error" and "removed" in (result.error or "")
+    assert not [e for e in result.trajectory.all_events() if e["category"] == "sandbox.tamper"]
+    assert len(result.trajectory.turns) <= 2
