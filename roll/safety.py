@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from iflow.trajectory import Trajectory, Turn
 from rock.telemetry import SafetyPolicy, SandboxMonitor, Verdict
+from rock.telemetry.events import make_event
+from rock.telemetry.tracer import SPOOL, TracerStatus, ensure_tracer, tracer_alive
 
 log = logging.getLogger("roll.safety")
 
@@ -20,6 +24,8 @@ class SafetyConfig(BaseModel):
 
     enabled: bool = True
     ebpf: bool = Field(True, description="host eBPF tracer; false (or unavailable) = degraded in-container poller")
+    require: bool = Field(True, description="with ebpf on, a missing or dead tracer stops the run (fail closed) and "
+                                            "episodes it could not watch are dropped; false = run on, degraded")
     rules: list[str] = Field(default_factory=list, description="extra rule files (YAML) besides rock's defaults")
     policy: str | None = Field(None, description="policy YAML; null = rock/rules/policy.yaml")
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict,
@@ -31,20 +37,64 @@ class SafetyConfig(BaseModel):
                                                          "to its turn) instead of only at the end")
 
 
+class TelemetryRequired(RuntimeError):
+    """The tracer the run requires is missing or dead: the run stops (rollout.safety.require)."""
+
+
+def unavailable_line(reason: str) -> str:
+    return (f"telemetry: {reason} — install it (scripts/setup.sh) or set rollout.safety.require=false to run with "
+            "the degraded in-container poller")
+
+
+def require_telemetry(config: SafetyConfig, spool: Path = SPOOL) -> TracerStatus | None:
+    """Before a run: with require on, start (or find) the host tracer, or raise with one line naming the cause.
+    None when the config does not ask for the tracer (safety or ebpf off: an explicit degraded choice)."""
+    if not (config.enabled and config.ebpf):
+        if config.enabled:
+            log.warning("rock telemetry DEGRADED by choice (rollout.safety.ebpf=false): in-container poller only")
+        return None
+    status = ensure_tracer(spool)
+    if status.mode != "ebpf":
+        if config.require:
+            raise TelemetryRequired(unavailable_line(status.reason))
+        log.warning("rock telemetry DEGRADED (rollout.safety.require=false): %s", status.reason)
+    return status
+
+
 class SafetyGuard:
-    def __init__(self, sandbox: Any, config: SafetyConfig, protected: list[str] | None = None) -> None:
+    def __init__(self, sandbox: Any, config: SafetyConfig, protected: list[str] | None = None,
+                 spool: Path = SPOOL) -> None:
         from rock.telemetry import load_rules
 
         self.sync_sandbox = getattr(sandbox, "sync", sandbox)
         self.config = config
+        self.spool = spool
         self.policy = SafetyPolicy.load(config.policy, config.overrides)
         self.monitor = SandboxMonitor(self.sync_sandbox, rules=load_rules(*config.rules),
-                                      protected=[*config.protected, *(protected or [])], use_ebpf=config.ebpf)
+                                      protected=[*config.protected, *(protected or [])], use_ebpf=config.ebpf,
+                                      spool=spool)
         self.events: list[dict[str, Any]] = []
+        self.blind = False  # the tracer died while this episode ran
 
     async def start(self) -> str:
         status = await asyncio.to_thread(self.monitor.start)
+        if self.config.ebpf and self.config.require and status.mode != "ebpf":
+            self.monitor.stop()
+            raise TelemetryRequired(unavailable_line(status.reason))
         return status.mode
+
+    def _check_tracer(self, trajectory: Trajectory, turn: Turn | None) -> None:
+        """The heartbeat went stale: from here on the episode is unwatched (a `telemetry.blind` event, once)."""
+        if self.blind or self.monitor.status.mode != "ebpf" or tracer_alive(self.spool):
+            return
+        self.blind = True
+        log.error("rock telemetry BLIND for %s: the host tracer (%s) stopped mid-episode",
+                  self.sync_sandbox.name, self.spool)
+        event = make_event("telemetry.blind", "tracer-dead", f"the host eBPF tracer ({self.spool}) stopped "
+                           "mid-episode: what followed was not watched", time=time.time(),
+                           sandbox=self.sync_sandbox.name, source="heartbeat",
+                           turn=turn.index if turn is not None else None, detail={"spool": str(self.spool)})
+        self._attach([event.model_dump()], trajectory, turn)
 
     async def on_turn_end(self, turn: Turn, trajectory: Trajectory) -> str | None:
         """iflow's turn hook: attach the turn's events; a reason to stop ends the episode ("terminated")."""
@@ -52,6 +102,7 @@ class SafetyGuard:
             await asyncio.to_thread(self.monitor.check_integrity)
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         self._attach(found, trajectory, turn)
+        self._check_tracer(trajectory, turn)
         verdict = self.policy.verdict(found)
         if verdict.terminate:
             return "safety: " + ", ".join(sorted(set(verdict.reasons)))
@@ -75,6 +126,7 @@ class SafetyGuard:
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         last = trajectory.turns[-1] if trajectory.turns else None
         self._attach(found, trajectory, last)
+        self._check_tracer(trajectory, last)
         self.monitor.stop()
         return self._verdict(trajectory)
 
@@ -93,7 +145,11 @@ class SafetyGuard:
 
     def _verdict(self, trajectory: Trajectory) -> Verdict:
         verdict = self.policy.verdict(trajectory.all_events())
-        trajectory.metadata["safety"] = verdict.model_dump() | {"mode": self.monitor.status.mode}
+        if self.blind and self.config.require:  # not trained on: what it did is partly unknown
+            verdict.drop = True
+            verdict.reasons.append("telemetry.blind")
+        trajectory.metadata["safety"] = verdict.model_dump() | {"mode": self.monitor.status.mode,
+                                                                "blind": self.blind}
         return verdict
 
     @staticmethod

@@ -95,6 +95,12 @@ def register(app: typer.Typer) -> None:
             scoring_temperature(cfg.agent.sampling)  # top-p / top-k / greedy: the trainer cannot score them
         except ConfigError as exc:
             _fail(f"config error: {exc}")
+        from roll.safety import TelemetryRequired, require_telemetry
+
+        try:
+            require_telemetry(cfg.rollout.safety)
+        except TelemetryRequired as exc:
+            _fail(str(exc))
         directory = prepare_run_dir(cfg)
         err.print(f"[bold]run directory[/bold] {directory}")
         summary = run_train(cfg, directory, err)
