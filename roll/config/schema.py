@@ -13,6 +13,7 @@ from roll.config.placement import place
 from roll.config.training import AlgorithmConfig, EvalConfig, LoopConfig, MetricsConfig, SFTConfig, TrainerConfig
 from roll.engines.config import EngineConfig, WeightSyncConfig
 from roll.models.config import ModelConfig
+from roll.proxy.config import BlackBoxAgentConfig
 from roll.rollout.config import RolloutConfig
 from roll.tasks.config import TaskConfig
 
@@ -47,7 +48,8 @@ class RootConfig(BaseModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    agent: AgentConfig = Field(default_factory=AgentConfig)
+    # agent=blackbox (configs/agent/blackbox.yaml): an agent command in the sandbox, the model through roll/proxy/
+    agent: AgentConfig | BlackBoxAgentConfig = Field(default_factory=AgentConfig, union_mode="left_to_right")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     # the training half (roll/config/training.py): configs/{trainer,algorithm,loop,sft,metrics,eval}/
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

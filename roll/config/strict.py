@@ -52,8 +52,9 @@ def unknown_keys(model: type[BaseModel], data: Any, prefix: str = "") -> list[st
             continue
         annotation = fields[names[key]].annotation
         nested = _model_types(annotation)
-        if len(nested) == 1 and isinstance(value, dict):
-            found += unknown_keys(nested[0], value, path)
+        if nested and isinstance(value, dict):  # a union of models: the first that takes every key, else the first
+            reports = [unknown_keys(candidate, value, path) for candidate in nested]
+            found += next((r for r in reports if not r), reports[0])
             continue
         kind, models = _value_models(annotation)
         if len(models) == 1:

@@ -1,9 +1,15 @@
 """Limits and sampling of the model proxy. Every request is bounded: time, tokens, body size, concurrency."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from iflow.config import AgentConfig
 from iflow.policy.base import SamplingParams
+
+SHIM_PORT = 8399
+MINI_AGENT_IN_SANDBOX = "/tmp/roll-mini-agent.py"
 
 
 class ProxyConfig(BaseModel):
@@ -21,3 +27,25 @@ class ProxyConfig(BaseModel):
     max_concurrent_per_session: int = Field(2, ge=1, description="more requests in flight in one session get 429")
     max_concurrent_total: int = Field(64, ge=1, description="requests in flight over all sessions; beyond: 429")
     max_calls_per_session: int = Field(200, ge=1, description="model calls one episode may make (then 429)")
+
+
+class BlackBoxAgentConfig(AgentConfig):
+    """`agent=blackbox`: the iFlow limits (max_turns = model calls, max_total_tokens, max_wall_seconds) plus the
+    command to run. The command may use {task} (shell-quoted), {agent} (the stdlib agent's path in the sandbox),
+    {max_turns}, {max_tokens} (per call) and {command_timeout}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["blackbox"] = "blackbox"
+    command: str = Field("python3 {agent} --task {task} --max-turns {max_turns} --max-tokens {max_tokens} "
+                         "--command-timeout {command_timeout}")
+    shim_port: int = Field(SHIM_PORT, ge=1024, le=65535)
+    install_mini_agent: bool = Field(True, description="write roll/proxy/mini_agent.py into the sandbox")
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="the proxy's limits (max_model_len must "
+                               "match engine.max_model_len); its sampling is this config's `sampling`")
+
+    def proxy_config(self) -> ProxyConfig:
+        """The proxy serves exactly the configured behaviour policy: this agent config's sampling and per-call cap."""
+        return self.proxy.model_copy(update={"sampling": self.sampling, "max_tokens": self.sampling.max_tokens,
+                                             "request_timeout": min(self.proxy.request_timeout,
+                                                                    self.policy_timeout)})

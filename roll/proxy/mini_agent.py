@@ -38,7 +38,7 @@ def chat(messages: list[dict], max_tokens: int, timeout: float) -> dict:
 
 def run_bash(command: str, timeout: float) -> str:
     try:
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=timeout, check=False)
         output = f"{done.stdout}{done.stderr}[exit {done.returncode}]"
     except subprocess.TimeoutExpired:
         output = f"[timed out after {timeout:g}s]"

@@ -77,7 +77,7 @@ def same_assistant(sent: dict[str, Any], returned: dict[str, Any]) -> bool:
         return False
     if (sent.get("content") or "").strip() != (returned.get("content") or "").strip():
         return False
-    calls = lambda m: [(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]  # noqa: E731
+    calls = lambda m: [(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]
     return calls(sent) == calls(returned)
 
 

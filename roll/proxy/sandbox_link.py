@@ -9,9 +9,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from roll.proxy.config import SHIM_PORT
+
 SOCKET_DIR_IN_SANDBOX = "/run/roll-proxy"
 SOCKET_NAME = "proxy.sock"
-SHIM_PORT = 8399
 SHIM_PATH = "/tmp/roll-proxy-shim.py"
 SHIM_SESSION = "roll-proxy-shim"
 

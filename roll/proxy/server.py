@@ -97,5 +97,5 @@ class ProxyServer:
     def __enter__(self) -> ProxyServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -27,16 +27,27 @@ class EnvWorker:
         self.index = index
         self.sandbox = SandboxConfig.model_validate(sandbox)
         self.rollout = RolloutConfig.model_validate(rollout)
-        self.agent = AgentConfig.model_validate(agent)
+        blackbox = agent.get("kind") == "blackbox"  # agent=blackbox: a command in the sandbox, the model via a proxy
+        self.agent = AgentConfig.model_validate(agent) if not blackbox else None
         self.engines = engines
         self.request_timeout = request_timeout
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.proxy = None
+        if blackbox:
+            from roll.proxy.config import BlackBoxAgentConfig
+            from roll.rollout.blackbox import BlackBoxEpisodeRunner, start_worker_proxy
+
+            self.agent = BlackBoxAgentConfig.model_validate(agent)
+            self.proxy, self.sandbox = start_worker_proxy(self.sandbox, self.tokenizer, self.agent)
         self.pools: dict[str, Any] = {}
         self._pool(self.sandbox.image)
         self.runner_args = dict(agent=self.agent, acquire_timeout=self.rollout.sandbox_acquire_timeout,
                                 hang_grace=self.rollout.hang_grace, episode_timeout=self.rollout.episode_timeout,
                                 safety=self.rollout.safety)
         self._runner = EpisodeRunner
+        if self.proxy is not None:
+            self.runner_args["proxy"] = self.proxy
+            self._runner = BlackBoxEpisodeRunner
         self.running = 0
         self.finished = 0
 
@@ -102,6 +113,8 @@ class EnvWorker:
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
+        if self.proxy is not None:
+            self.proxy.stop()
         reap()
 
 

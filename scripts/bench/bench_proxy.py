@@ -26,8 +26,8 @@ for key, value in {"HF_HUB_OFFLINE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
                    "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ.setdefault(key, value)
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
 
 def p95(values: list[float]) -> float:
@@ -41,10 +41,10 @@ def episodes_table(engine, tokenizer, count: int) -> Table:
     from iflow.config import AgentConfig
     from rock import SandboxConfig, SandboxPool
     from roll.engines.policy import LocalTokenPolicy
-    from roll.proxy.config import ProxyConfig
-    from roll.proxy.episode import BlackBoxAgentConfig, BlackBoxEpisodeRunner
+    from roll.proxy.config import BlackBoxAgentConfig, ProxyConfig
     from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
     from roll.proxy.server import ProxyServer
+    from roll.rollout.blackbox import BlackBoxEpisodeRunner
     from roll.rollout.episode import EpisodeRunner
     from roll.tasks.secret_word import SecretWordOptions, make_task
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roll.proxy.config import ProxyConfig
-from roll.proxy.episode import BlackBoxAgentConfig, BlackBoxEpisodeRunner
+from roll.proxy.config import BlackBoxAgentConfig, ProxyConfig
 from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
 from roll.proxy.server import ProxyServer
+from roll.rollout.blackbox import BlackBoxEpisodeRunner
 from roll.safety import SafetyConfig
 from roll.tasks.secret_word import SecretWordOptions, make_task
 from tests.roll.test_proxy_scripted import FakeScriptedPolicy

@@ -1,5 +1,5 @@
-"""A black-box episode: take a sandbox from the pool, set the workspace up, run an agent *command* inside it that
-talks to the model only through the proxy (its own session), wait for it under the episode's limits, verify, give
+"""`agent=blackbox` episodes (docs/proxy.md): take a sandbox from the pool, set the workspace up, run an agent
+*command* inside it that talks to the model only through the proxy (its own session), wait for it under the episode's limits, verify, give
 the sandbox back. The trajectory is built from the session's recorded calls (token-exact, forks marked); every call
 is on the trajectory's audit record (`metadata["proxy"]`), the command on the sandbox's command audit. The same
 SafetyGuard as the iFlow loop watches the sandbox; when its policy says stop, the session is closed (the agent gets
@@ -10,38 +10,30 @@ import asyncio
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import ConfigDict, Field
+from typing import Any
 
 from iflow.config import AgentConfig
 from iflow.trajectory import Trajectory
-from roll.proxy.sandbox_link import SHIM_PORT, agent_env, install_shim, with_shim
+from roll.proxy import mini_agent
+from roll.proxy.config import MINI_AGENT_IN_SANDBOX, BlackBoxAgentConfig
+from roll.proxy.sandbox_link import agent_env, install_shim, new_socket_path, proxy_volumes, with_shim
 from roll.proxy.server import ProxyServer
 from roll.proxy.service import CONTEXT_FULL
 from roll.proxy.trajectory import build_trajectory
 from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
-from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
+from roll.tasks.workspace import EnvironmentFailure, prepare_workspace, verify
 
-MINI_AGENT_IN_SANDBOX = "/tmp/roll-mini-agent.py"
 AGENT_SESSION = "roll-blackbox"
 KILLED = (124, 137)  # `timeout` ended the command
 
 
-class BlackBoxAgentConfig(AgentConfig):
-    """`agent=blackbox`: the iFlow limits (max_turns = model calls, max_total_tokens, max_wall_seconds) plus the
-    command to run. The command may use {task} (shell-quoted), {agent} (the stdlib agent's path in the sandbox),
-    {max_turns}, {max_tokens} (per call) and {command_timeout}."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["blackbox"] = "blackbox"
-    command: str = Field("python3 {agent} --task {task} --max-turns {max_turns} --max-tokens {max_tokens} "
-                         "--command-timeout {command_timeout}")
-    shim_port: int = Field(SHIM_PORT, ge=1024, le=65535)
-    install_mini_agent: bool = Field(True, description="write roll/proxy/mini_agent.py into the sandbox")
+def start_worker_proxy(sandbox: Any, tokenizer: Any, agent: BlackBoxAgentConfig) -> tuple[ProxyServer, Any]:
+    """An env worker's proxy (one per worker, every episode a session on it) and the sandbox config whose
+    sandboxes mount its socket."""
+    server = ProxyServer(None, agent.proxy_config(), uds=new_socket_path(), tokenizer=tokenizer).start()
+    return server, sandbox.model_copy(update={"volumes": {**sandbox.volumes, **proxy_volumes(server.uds)}})
 
 
 def agent_command(config: BlackBoxAgentConfig, task: TaskRecord) -> str:
@@ -111,7 +103,7 @@ class BlackBoxEpisodeRunner:
             await prepare_workspace(task, sandbox)
             await install_shim(sandbox)
             if self.agent.install_mini_agent:
-                source = (Path(__file__).parent / "mini_agent.py").read_text()
+                source = Path(mini_agent.__file__).read_text()
                 await sandbox.write_file(MINI_AGENT_IN_SANDBOX, source)
         except EnvironmentFailure as exc:
             traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
@@ -174,7 +166,7 @@ class BlackBoxEpisodeRunner:
                          guard: SafetyGuard | None, traj: Trajectory) -> dict[str, Any]:
         env = agent_env(session.token, self.agent.shim_port, self.proxy.config.model_name)
         seconds = config.max_wall_seconds
-        agent = (f"env " + " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+        agent = ("env " + " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
                  + f" timeout -k 5 {seconds:g} {agent_command(self.agent, task)}")
         command = f"cd {shlex.quote(sandbox.config.workdir)} && {with_shim(agent, self.agent.shim_port)}"
         running = asyncio.ensure_future(sandbox.run(command, timeout=seconds + 15, session=AGENT_SESSION))
