@@ -52,6 +52,7 @@ class ShellSession:
         self.max_output_bytes = max_output_bytes
         self.cwd = workdir
         self.pid: int | None = None  # the shell's pid inside the container
+        self.running: tuple[str, float] | None = None  # (ROCK_CMD tag, start uptime) of the command now running
         self.host_pid: int | None = None  # and on the host, only once verified (see _verify_host_pid)
         self.host_start_ticks: int | None = None  # its start time: with the host pid, names exactly this process
         self.session_id = ""
@@ -146,11 +147,14 @@ class ShellSession:
         nonce = new_nonce()
         tag = secrets.token_hex(6)
         buffer = CappedBuffer(self.max_output_bytes)
+        self.running = (tag, started_uptime)
         try:
             self._send(command_line(command, nonce, {"ROCK_CMD": tag}))
             exit_code, cwd = self._read_until(nonce, buffer, start + timeout)
         except SessionDied:
             return self._after_death(buffer, start, tag)
+        finally:
+            self.running = None
         if exit_code is not None:
             self.cwd = cwd or self.cwd
             output, cut = buffer.render()
@@ -194,6 +198,15 @@ class ShellSession:
         self.open()
         output, cut = buffer.render()
         return RawResult(output, exit_code, False, cut, time.monotonic() - start, True, cmd_tag=tag)
+
+    def kill_running(self) -> bool:
+        """From another thread (the telemetry watcher): kill the processes of the command running now, by its tag,
+        through the verified kill path; the shell stays and ends the command with its marker. False: none ran."""
+        running = self.running
+        if running is None:
+            return False
+        self._exec_kill(self.pid, *running)
+        return True
 
     def _exec_kill(self, shell_pid: int | None, tag: str, since: float | None = None) -> None:
         since = uptime() if since is None else since

@@ -103,6 +103,10 @@ class SafetyGuard:
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         self._attach(found, trajectory, turn)
         self._check_tracer(trajectory, turn)
+        stopped = sorted({f"{e['category']} ({e['rule']})" for e in found
+                          if e.get("detail", {}).get("stopped_command")})
+        if stopped:  # the agent saw its command cut short: the turn says why
+            turn.observation += f"\n[rock: the command was stopped by the safety monitor: {', '.join(stopped)}]"
         verdict = self.policy.verdict(found)
         if verdict.terminate:
             return "safety: " + ", ".join(sorted(set(verdict.reasons)))

@@ -118,6 +118,9 @@ class Attribution:
         return None
 
 
+STOP_KEYS = ("stopped_command", "stopped_at", "stop_latency_s")  # set by rock.telemetry.stopper
+
+
 class Deduplicator:
     """One event per (rule, command, background): later sightings add their source and a count."""
 
@@ -137,9 +140,11 @@ class Deduplicator:
             first.source = event.source
             first.pid = first.pid if first.pid is not None else event.pid
         first.detail["count"] = first.detail.get("count", 1) + 1
+        stop = {k: event.detail[k] for k in STOP_KEYS if k in event.detail and k not in first.detail}
+        first.detail.update(stop)  # a later sighting that stopped the command: the kept event says so
         if first_stored is not None:
             first_stored["sources"], first_stored["source"] = list(first.sources), first.source
-            first_stored.setdefault("detail", {})["count"] = first.detail["count"]
+            first_stored.setdefault("detail", {}).update(count=first.detail["count"], **stop)
         return False
 
     def remember(self, event: Event, stored: dict[str, Any]) -> None:

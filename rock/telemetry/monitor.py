@@ -21,6 +21,7 @@ from rock.telemetry.integrity import FileWatch
 from rock.telemetry.poller import InContainerPoller
 from rock.telemetry.rules import Rule, load_rules
 from rock.telemetry.sampling import Sampler
+from rock.telemetry.stopper import CRITICAL, CriticalStopper, SpoolWatcher
 from rock.telemetry.tracer import SPOOL, ObservationReader, TracerStatus, ensure_tracer
 
 log = logging.getLogger("rock.telemetry")
@@ -31,7 +32,7 @@ class SandboxMonitor:
                  scan_window: float = 5.0, scan_threshold: int = 8, cpu_cores: float = 0.5,
                  cpu_seconds: float = 3.0, sample_interval: float = 0.5, spool: Path = SPOOL,
                  use_ebpf: bool = True, background_cpu_seconds: float = 2.0, background_window: float = 30.0,
-                 scan_loopback: bool = False) -> None:
+                 scan_loopback: bool = False, stop_critical: bool = True, watch_interval: float = 0.02) -> None:
         self.sandbox = sandbox
         self.rules = rules if rules is not None else load_rules()
         self.protected = protected or []
@@ -53,6 +54,10 @@ class SandboxMonitor:
         self._reader: ObservationReader | None = None
         self._poller: InContainerPoller | None = None
         self._sampler = Sampler(sandbox.name, sample_interval, self._tick, self._add)
+        self._spool_lock = threading.Lock()
+        self._detect_lock = threading.Lock()  # detectors keep state (lineage, scans); several threads feed them
+        self._stopper = CriticalStopper(lambda: list(sandbox._sessions.values()), CRITICAL if stop_critical else ())
+        self._watcher = SpoolWatcher(sandbox.name, lambda: self._add(self._drain_spool(None)), watch_interval)
         self._egress_seen = 0
         self.started_at = 0.0
 
@@ -71,10 +76,13 @@ class SandboxMonitor:
         self.census.processes(self.sandbox.host_pids())  # what exists now is the workspace's, not a command's
         self.sandbox.listeners.append(self)
         self._sampler.start()
+        if self._reader is not None:
+            self._watcher.start()
         return self.status
 
     def stop(self) -> None:
         self._sampler.stop()
+        self._watcher.stop()
         if self in self.sandbox.listeners:
             self.sandbox.listeners.remove(self)
 
@@ -98,6 +106,7 @@ class SandboxMonitor:
         return max(ends, default=self.started_at)
 
     def _add(self, events: list[Event]) -> None:
+        self._stopper.act(events)  # a critical event stops the running command now, not at the turn's end
         with self._lock:
             self._pending.extend(events)
 
@@ -153,6 +162,10 @@ class SandboxMonitor:
 
     # ---- detection and attribution ---------------------------------------------------------------------------
     def _detect(self, observations: list[Observation]) -> list[Event]:
+        with self._detect_lock:
+            return self._detect_unlocked(observations)
+
+    def _detect_unlocked(self, observations: list[Observation]) -> list[Event]:
         events = []
         for obs in observations:
             if obs.kind == "lost":  # the tracer dropped kernel events: the episode's record has a gap
@@ -167,13 +180,19 @@ class SandboxMonitor:
             events += self.scan.observe(obs)
         return events
 
+    def _drain_spool(self, until: float | None) -> list[Event]:
+        """The tracer's new observations as events (the watcher thread and poll share one reader)."""
+        if self._reader is None:
+            return []
+        with self._spool_lock:  # what happened before start() (workspace setup) is not the agent's
+            return self._detect([o for o in self._reader.read(until=until) if o.time >= self.started_at])
+
     def poll(self, final: bool = False) -> list[Event]:
         """New events, each tied to the command that caused it. Events after the last finished command wait for
         it to finish (unless `final`)."""
         found = self._egress_events()
-        if self._reader is not None:  # what happened before start() (workspace setup) is not the agent's
-            # drained up to now: an eBPF-only event of the command that just ended is judged on its turn
-            found += self._detect([o for o in self._reader.read(until=time.time()) if o.time >= self.started_at])
+        # drained up to now: an eBPF-only event of the command that just ended is judged on its turn
+        found += self._drain_spool(until=time.time())
         found += self.ptrace.judge(time.time(), self.attribution.lineage.parent, final)
         self._add(found)
         records = self.sandbox.audit.since(0)

@@ -29,12 +29,14 @@ class Watched:
 
 
 @pytest.fixture
-def watched(docker_engine):
+def watched(docker_engine, request):
     with Sandbox(SandboxConfig(command_timeout=30)) as sandbox:
         interfaces = sandbox.run("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").output.split()
         assert interfaces == ["lo"], "refusing to run behaviour tests in a sandbox that has a network"
         sandbox.run("mkdir -p tests && printf 'def test_ok():\\n    assert True\\n' > tests/test_ok.py")
-        monitor = SandboxMonitor(sandbox, protected=["tests"])
+        # detection tests watch a command to its end; stopping it early is test_stop_critical.py's (`stopping`)
+        monitor = SandboxMonitor(sandbox, protected=["tests"], stop_critical=request.param
+                                 if hasattr(request, "param") else False)
         status = monitor.start()
         assert status.mode == "ebpf", status.reason
         try:
