@@ -122,11 +122,14 @@ def audit(path: str = typer.Argument(..., help="a run directory or a trajectorie
           category: Optional[str] = typer.Option(None, help="prefix, e.g. network or compute.mining"),
           severity: Optional[str] = typer.Option(None, help="minimum: low, medium, high, critical"),
           trajectory: Optional[str] = typer.Option(None, help="one trajectory id"),
+          events_: bool = typer.Option(False, "--events", help="list the episodes behind each event (trajectory, "
+                                                                "turn, command) instead of the per-step table"),
           as_json: bool = typer.Option(False, "--json", help="export the events as JSON lines")) -> None:
-    """List a run's security events with the turn and command that caused each."""
+    """A run's security events: a per-step table (step x category counts) for a run directory, or with --events
+    (and for files that are not a step's) each event with the trajectory, turn and command that caused it."""
     from pathlib import Path
 
-    from rock.telemetry.audit import iter_events, select
+    from rock.telemetry.audit import counts_by_step, iter_events, run_steps, select
 
     if not Path(path).exists():
         err.print(f"[red]error:[/red] {path} does not exist")
@@ -138,10 +141,21 @@ def audit(path: str = typer.Argument(..., help="a run directory or a trajectorie
         for event in events:
             sys.stdout.write(json.dumps(event) + "\n")
         return
-    table = Table("trajectory", "turn", "category", "severity", "rule", "what", "command")
+    steps, categories, counts = counts_by_step(events)
+    steps = sorted(set(steps) | set(run_steps(path)))
+    if steps and not events_:
+        table = Table("step", *categories, "total", title="security events per step")
+        for step in steps:
+            row = [counts.get((step, c), 0) for c in categories]
+            table.add_row(str(step), *map(str, row), str(sum(row)))
+        console.print(table)
+        console.print(f"{len(events)} event(s) over {len(steps)} step(s); --events lists the episodes behind them")
+        return
+    table = Table("step", "trajectory", "turn", "category", "severity", "rule", "what", "command")
     for e in events:
-        table.add_row(str(e.get("trajectory") or "-"), str(e.get("turn", "-")), e["category"], e["severity"],
-                      e["rule"], e.get("message", "")[:60], (e.get("command") or "")[:50])
+        table.add_row(str(e["step"]) if e.get("step") is not None else "-", str(e.get("trajectory") or "-"),
+                      str(e.get("turn", "-")), e["category"], e["severity"], e["rule"], e.get("message", "")[:60],
+                      (e.get("command") or "")[:50])
     console.print(table)
     console.print(f"{len(events)} event(s)")
 

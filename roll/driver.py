@@ -17,7 +17,7 @@ from rich.console import Console
 
 from roll.config.placement import check_cluster
 from roll.config.schema import RootConfig
-from roll.metrics import MetricsLogger, Progress
+from roll.metrics import MetricsLogger, Progress, safety_panel
 from roll.run_state import TrajectoryStore, lr_horizon, restore_scheduler, scheduler_state
 from roll.tasks.corpus import resolve_model_path
 from roll.trainer.batch import build_samples
@@ -184,12 +184,7 @@ class RLDriver:
             "rollout_tokens_per_s": stats.get("tokens_per_s"), "replayed": stats.get("replayed", 0),
             **times, **sync,
         }
-        for trajectory in batch.trajectories:  # security events by category, and what was done about them
-            safety = trajectory.metadata.get("safety", {})
-            for category, count in safety.get("counts", {}).items():
-                metrics[f"safety/{category}"] = metrics.get(f"safety/{category}", 0) + count
-            metrics["safety/dropped"] = metrics.get("safety/dropped", 0) + int(bool(safety.get("drop")))
-            metrics["safety/terminated"] = metrics.get("safety/terminated", 0) + int(trajectory.outcome == "terminated")
+        metrics.update(safety_panel(batch.trajectories))  # events by category, and what was done about them
         for key, value in train.items():
             metrics[key if key in ("loss", "grad_norm", "lr") or key.startswith(("train_", "logp_")) else
                     f"loss/{key}"] = value

@@ -14,7 +14,26 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rock.telemetry.events import CATEGORIES
 from roll.config.training import MetricsConfig
+
+SAFETY_OUTCOMES = ("dropped", "terminated", "blind", "stopped_commands")
+
+
+def safety_panel(trajectories: Iterable[Any]) -> dict[str, int]:
+    """The step's `safety/` section: events by category and what was done about them, every key present (0 when
+    nothing happened) so that the dashboards' plots are continuous from the first step."""
+    panel = {f"safety/{name}": 0 for name in (*CATEGORIES, *SAFETY_OUTCOMES)}
+    for trajectory in trajectories:
+        safety = trajectory.metadata.get("safety", {})
+        for category, count in safety.get("counts", {}).items():
+            panel[f"safety/{category}"] = panel.get(f"safety/{category}", 0) + count
+        panel["safety/dropped"] += int(bool(safety.get("drop")))
+        panel["safety/terminated"] += int(trajectory.outcome == "terminated")
+        panel["safety/blind"] += int(bool(safety.get("blind")))
+        panel["safety/stopped_commands"] += sum(bool(e.get("detail", {}).get("stopped_command"))
+                                                for e in trajectory.all_events())
+    return panel
 
 
 def _clean(value: Any) -> Any:
