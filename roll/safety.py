@@ -83,7 +83,7 @@ class SafetyGuard:
             raise TelemetryRequired(unavailable_line(status.reason))
         return status.mode
 
-    def _check_tracer(self, trajectory: Trajectory, turn: Turn | None) -> None:
+    def check_tracer(self, trajectory: Trajectory, turn: Turn | None) -> None:
         """The heartbeat went stale: from here on the episode is unwatched (a `telemetry.blind` event, once)."""
         if self.blind or self.monitor.status.mode != "ebpf" or tracer_alive(self.spool):
             return
@@ -102,7 +102,7 @@ class SafetyGuard:
             await asyncio.to_thread(self.monitor.check_integrity)
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         self._attach(found, trajectory, turn)
-        self._check_tracer(trajectory, turn)
+        self.check_tracer(trajectory, turn)
         stopped = sorted({f"{e['category']} ({e['rule']})" for e in found
                           if e.get("detail", {}).get("stopped_command")})
         if stopped:  # the agent saw its command cut short: the turn says why
@@ -130,7 +130,7 @@ class SafetyGuard:
         found = [e.model_dump() for e in await asyncio.to_thread(self.monitor.poll, True)]
         last = trajectory.turns[-1] if trajectory.turns else None
         self._attach(found, trajectory, last)
-        self._check_tracer(trajectory, last)
+        self.check_tracer(trajectory, last)
         self.monitor.stop()
         return self._verdict(trajectory)
 

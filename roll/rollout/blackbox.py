@@ -178,6 +178,7 @@ class BlackBoxEpisodeRunner:
             found = [e.model_dump() for e in await asyncio.to_thread(guard.monitor.poll, True)]
             traj.events.extend(found)  # episode-level: the calls become turns only afterwards
             guard.events.extend(found)
+            guard.check_tracer(traj, None)  # a dead tracer: the episode is blind from here (telemetry.blind)
             verdict = guard.policy.verdict(traj.events)
             if verdict.terminate and stopped is None:
                 stopped = "safety: " + ", ".join(sorted(set(verdict.reasons)))
