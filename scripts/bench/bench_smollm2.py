@@ -242,13 +242,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model_path = Path(ensure_smollm2())
     started = time.perf_counter()
-    tables = []
     if not args.skip_trainer:  # first: its actor processes are gone before the engines load
-        tables.append(trainer_table(model_path, args))
+        console.print(trainer_table(model_path, args))
     if not args.skip_generation:
-        tables.append(generation_table(model_path, args))
-    for table in tables:
-        console.print(table)
+        console.print(generation_table(model_path, args))
     console.print(f"whole benchmark {time.perf_counter() - started:.0f} s; load {os.getloadavg()[0]:.1f}")
 
 
