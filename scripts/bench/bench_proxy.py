@@ -40,6 +40,7 @@ def episodes_table(engine, tokenizer, count: int) -> Table:
 
     from iflow.config import AgentConfig
     from rock import SandboxConfig, SandboxPool
+    from roll.config import load_config
     from roll.engines.policy import LocalTokenPolicy
     from roll.proxy.config import BlackBoxAgentConfig, ProxyConfig
     from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
@@ -49,7 +50,8 @@ def episodes_table(engine, tokenizer, count: int) -> Table:
     from roll.tasks.secret_word import SecretWordOptions, make_task
 
     white_cfg = AgentConfig.model_validate(yaml.safe_load((ROOT / "configs/agent/default.yaml").read_text()))
-    black_cfg = BlackBoxAgentConfig.model_validate(yaml.safe_load((ROOT / "configs/agent/blackbox.yaml").read_text()))
+    black_cfg = load_config("rollout", ["agent=blackbox", "engine.max_model_len=768"]).agent
+    assert isinstance(black_cfg, BlackBoxAgentConfig)
     policy = LocalTokenPolicy(engine, tokenizer)
     refused: dict[str, int] = {}
     rows: dict[str, list[tuple[float, int, int]]] = {"white-box iFlow loop (baseline)": [],

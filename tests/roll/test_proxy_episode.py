@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-import yaml
 
+from roll.config import load_config
 from roll.proxy.config import BlackBoxAgentConfig, ProxyConfig
 from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
 from roll.proxy.server import ProxyServer
@@ -15,8 +15,6 @@ from roll.rollout.blackbox import BlackBoxEpisodeRunner
 from roll.safety import SafetyConfig
 from roll.tasks.secret_word import SecretWordOptions, make_task
 from tests.roll.test_proxy_scripted import FakeScriptedPolicy
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agent" / "blackbox.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +40,10 @@ def pool(sandbox_image, proxy):
 
 
 def agent_config() -> BlackBoxAgentConfig:
-    return BlackBoxAgentConfig.model_validate(yaml.safe_load(CONFIG.read_text()))
+    """configs/agent/blackbox.yaml as `agent=blackbox` composes it."""
+    agent = load_config("rollout", ["agent=blackbox", "engine.max_model_len=768"]).agent
+    assert isinstance(agent, BlackBoxAgentConfig) and agent.proxy.max_model_len == 768
+    return agent
 
 
 def run(pool, proxy, task, policy, **runner):
