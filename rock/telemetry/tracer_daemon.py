@@ -163,8 +163,11 @@ class TracerDaemon:
         for record in self.assembler.flush(before_ktime=safe):
             self.handle(record)
         self._retry_backlog()
+        # records still waiting for their sandbox to be listed are not on disk: the watermark must not pass them
+        waiting = [int(record.head["ktime"]) for records in self.backlog.values() for record in records[:64]]
+        mark = min([safe, *(ktime - 1 for ktime in waiting)])
         write_heartbeat(self.spool, pid=os.getpid(), start_ticks=self.started.start_ticks if self.started else 0,
-                        watermark=safe / 1e9 + self.offset, lost=self.lost,
+                        watermark=mark / 1e9 + self.offset, lost=self.lost,
                         backlog=sum(map(len, self.backlog.values())), dropped=self.dropped,
                         lines=self.lines)
 

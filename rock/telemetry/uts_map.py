@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rock.cgroups import cgroup_procs
+from rock.procfs import innermost_pid
 
 
 def uts_inode(pid: int) -> int | None:
@@ -77,7 +78,10 @@ class SandboxMap:
             for name, container_id in containers:
                 if name in known:
                     continue
-                for pid in self.pids_of(container_id) or []:  # every process of the container shares its UTS ns
+                # every process of the container shares its UTS namespace; the anchor (whose /proc/PID/root paths
+                # are resolved against, and whose namespace is re-verified) is the container's init, which lives as
+                # long as the container: a transient process (an exec's command) would be gone a moment later
+                for pid in sorted(self.pids_of(container_id) or [], key=lambda p: innermost_pid(p) != 1):
                     inode = uts_inode(pid)
                     if inode is not None:
                         self.entries[inode] = SandboxEntry(name, pid, now)
