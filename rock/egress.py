@@ -19,31 +19,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from rock.loopback_shim import shim_source
+
 SOCKET_DIR_IN_SANDBOX = "/run/rock-egress"
 SHIM_PORT = 3128
-SHIM = f"""
-import socket, threading
-server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", {SHIM_PORT})); server.listen(64)
-def pump(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try: s.shutdown(socket.SHUT_RDWR)
-            except OSError: pass
-def serve(client):
-    upstream = socket.socket(socket.AF_UNIX); upstream.connect("{SOCKET_DIR_IN_SANDBOX}/proxy.sock")
-    threading.Thread(target=pump, args=(client, upstream), daemon=True).start(); pump(upstream, client)
-while True:
-    conn, _ = server.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"""
+SHIM = shim_source(SHIM_PORT, f"{SOCKET_DIR_IN_SANDBOX}/proxy.sock")
 
 
 class EgressRequest(BaseModel):

@@ -6,7 +6,6 @@ Every signal sent from the host goes through `signal_verified`: a pid is signall
 checking that it is still the process seen (same start time) and that it lives in the container's cgroup."""
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -16,7 +15,7 @@ import docker
 
 from rock.cgroups import cgroup_procs
 from rock.freezer import frozen
-from rock.procfs import ProcStat, cgroup_text, innermost_pid, read_stat, uptime
+from rock.procfs import ProcStat, cgroup_text, innermost_pid, read_stat, signal_same_process, uptime
 
 __all__ = ["kill_from_host", "kill_in_container", "signal_verified", "start_exec", "targets", "uptime",
            "SESSION_VARIABLE"]
@@ -69,23 +68,8 @@ def in_container(pid: int, container_id: str) -> bool:
 
 def signal_verified(container_id: str, pid: int, start_ticks: int, sig: int) -> bool:
     """Send `sig` to `pid` only if it is still the process that started at `start_ticks` and it belongs to the
-    container. The pidfd pins the process, so a pid reused after the checks cannot be hit. False if not sent."""
-    if pid <= 1:
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        stat = read_stat(pid)
-        if stat is None or stat.start_ticks != start_ticks or not in_container(pid, container_id):
-            return False
-        signal.pidfd_send_signal(pidfd, sig)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(pidfd)
+    container (through a pinning pidfd: see rock.procfs.signal_same_process). False if not sent."""
+    return signal_same_process(pid, start_ticks, sig, belongs=lambda p: in_container(p, container_id))
 
 
 def _environ(pid: int) -> list[bytes]:

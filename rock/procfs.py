@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +73,26 @@ def cgroup_text(pid: int, proc: Path = PROC) -> str | None:
         return (proc / str(pid) / "cgroup").read_text()
     except OSError:
         return None
+
+
+def signal_same_process(pid: int, start_ticks: int, sig: int = signal.SIGKILL,
+                        belongs: Callable[[int], bool] | None = None) -> bool:
+    """Send `sig` to `pid` only while it is still the process that started at `start_ticks` (and, with `belongs`,
+    passes that check too). The pidfd is opened before the checks and pins the process, so a pid reused after them
+    cannot be hit. Never pid 0/1 or this process. False if not sent."""
+    if pid <= 1 or pid == os.getpid():
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        stat = read_stat(pid)
+        if stat is None or stat.start_ticks != start_ticks or (belongs is not None and not belongs(pid)):
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)

@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Iterable
 
-from rock.procfs import ProcStat, all_pids, read_stat
+from rock.procfs import ProcStat, all_pids, read_stat, signal_same_process
 
 COMMAND_VARIABLE = "IFLOW_CMD"
 SHELL_VARIABLE = "IFLOW_SHELL"
@@ -87,22 +87,7 @@ def targets(stats: dict[int, ProcStat], shell_pid: int, shell_tag: str, command_
 
 def signal_verified(pid: int, start_ticks: int, sig: int = signal.SIGKILL) -> bool:
     """Signal `pid` only while it is still the process that started at `start_ticks` (the pidfd pins it)."""
-    if pid <= 1 or pid == os.getpid():
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        stat = read_stat(pid)
-        if stat is None or stat.start_ticks != start_ticks:
-            return False
-        signal.pidfd_send_signal(pidfd, sig)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(pidfd)
+    return signal_same_process(pid, start_ticks, sig)
 
 
 def kill_command(shell_pid: int, shell_tag: str, command_tag: str | None, since_ticks: int) -> int:

@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from rock.loopback_shim import shim_source
 from roll.proxy.config import SHIM_PORT
 
 SOCKET_DIR_IN_SANDBOX = "/run/roll-proxy"
@@ -16,34 +17,7 @@ SOCKET_NAME = "proxy.sock"
 SHIM_PATH = "/tmp/roll-proxy-shim.py"
 SHIM_SESSION = "roll-proxy-shim"
 
-SHIM_SOURCE = f'''
-import socket, sys, threading
-TARGET = "{SOCKET_DIR_IN_SANDBOX}/{SOCKET_NAME}"
-server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("127.0.0.1", int(sys.argv[1]))); server.listen(128)
-def pump(src, dst):
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try: s.shutdown(socket.SHUT_RDWR)
-            except OSError: pass
-def serve(client):
-    upstream = socket.socket(socket.AF_UNIX)
-    try:
-        upstream.connect(TARGET)
-    except OSError:
-        client.close(); upstream.close(); return
-    threading.Thread(target=pump, args=(client, upstream), daemon=True).start(); pump(upstream, client)
-while True:
-    conn, _ = server.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()
-'''
+SHIM_SOURCE = "import sys\n" + shim_source("int(sys.argv[1])", f"{SOCKET_DIR_IN_SANDBOX}/{SOCKET_NAME}", backlog=128)
 
 
 def proxy_volumes(socket_path: str | Path) -> dict[str, dict[str, str]]:

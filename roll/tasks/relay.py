@@ -26,7 +26,7 @@ from iflow.policy.base import Completion, SamplingParams
 from iflow.policy.errors import PolicyError
 from iflow.trajectory import ToolCall
 from roll.tasks.schema import Limits, TaskRecord, Verifier
-from roll.tasks.words import FILE_STEMS, FOLDERS, SECRET_WORDS
+from roll.tasks.words import SECRET_WORDS, fresh_path
 
 Split = Literal["train", "dev", "test"]
 ANSWER_FILE = "answer.txt"
@@ -60,26 +60,18 @@ def codes_of(split: Split) -> list[str]:
     return [code for code in code_space() if split_of(code) == split]
 
 
-def _fresh_path(rng: random.Random, taken: set[str]) -> str:
-    while True:
-        path = f"{rng.choice(FOLDERS)}/{rng.choice(FILE_STEMS)}{rng.randint(1, 99)}.txt"
-        if path not in taken:
-            taken.add(path)
-            return path
-
-
 def make_task(index: int, seed: int = 0, split: Split = "train", options: RelayOptions | None = None) -> TaskRecord:
     """The `index`-th instance of `split` for `seed` (deterministic)."""
     options = options or RelayOptions()
     rng = random.Random(f"relay|{seed}|{split}|{index}")
     code = rng.choice(codes_of(split))
     taken: set[str] = set()
-    chain = [_fresh_path(rng, taken) for _ in range(options.hops)]
+    chain = [fresh_path(rng, taken) for _ in range(options.hops)]
     files = {path: POINTER.format(path=following) for path, following in zip(chain, chain[1:])}
     files[chain[-1]] = HOLDER.format(code=code)
     wrong = [c for c in rng.sample(code_space(), options.decoys + 1) if c != code][: options.decoys]
     for decoy in wrong:
-        files[_fresh_path(rng, taken)] = rng.choice(DECOYS).format(code=decoy)
+        files[fresh_path(rng, taken)] = rng.choice(DECOYS).format(code=decoy)
     return TaskRecord(
         id=f"relay-{split}-s{seed}-{index}",
         instruction=f"Read the note {chain[0]} and follow it to the access code; write that code into "

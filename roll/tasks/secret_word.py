@@ -19,7 +19,7 @@ from typing import Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from roll.tasks.schema import Limits, TaskRecord, Verifier
-from roll.tasks.words import DECOY_PHRASES, FILE_STEMS, FOLDERS, SECRET_WORDS
+from roll.tasks.words import DECOY_PHRASES, SECRET_WORDS, fresh_path
 
 ANSWER_FILE = "answer.txt"
 SIGN_OFFS = ["Thanks.", "Keep it safe.", "Do not share.", "See you.", "Regards, ops.", "Ask if unsure."]
@@ -48,14 +48,6 @@ class SecretWordOptions(BaseModel):
     latency: LatencyMix | None = Field(None, description="benchmark latency mix (setup + verifier sleeps)")
 
 
-def _path(rng: random.Random, taken: set[str]) -> str:
-    while True:
-        path = f"{rng.choice(FOLDERS)}/{rng.choice(FILE_STEMS)}{rng.randint(1, 99)}.txt"
-        if path not in taken:
-            taken.add(path)
-            return path
-
-
 def _split_of(signature: str) -> Literal["train", "eval"]:
     bucket = int(hashlib.sha256(signature.encode()).hexdigest(), 16) % EVAL_BUCKETS
     return "eval" if bucket == 0 else "train"
@@ -63,14 +55,14 @@ def _split_of(signature: str) -> Literal["train", "eval"]:
 
 def _instance(rng: random.Random, options: SecretWordOptions) -> tuple[str, dict]:
     taken: set[str] = set()
-    note = options.note_path or _path(rng, taken)
+    note = options.note_path or fresh_path(rng, taken)
     taken.add(note)
     vocabulary = SECRET_WORDS[: options.words] if options.words else SECRET_WORDS
     word = rng.choice(vocabulary)
     files: dict[str, str] = {}
     chain = [note]
     if options.hops == 2:
-        target = _path(rng, taken)
+        target = fresh_path(rng, taken)
         files[note] = f"The secret word is in {target}."
         files[target] = f"The secret word is {word}."
         chain.append(target)
@@ -80,7 +72,7 @@ def _instance(rng: random.Random, options: SecretWordOptions) -> tuple[str, dict
         files[note] = f"The secret word is {word}."
     for _ in range(options.distractors):
         decoy = rng.choice([w for w in SECRET_WORDS if w != word])
-        files[_path(rng, taken)] = rng.choice(DECOY_PHRASES).format(word=decoy)
+        files[fresh_path(rng, taken)] = rng.choice(DECOY_PHRASES).format(word=decoy)
     signature = f"{options.hops}|{word}|{'>'.join(chain)}|{sorted(files.items())}"
     return signature, {"note": note, "word": word, "chain": chain, "files": files}
 

@@ -4,6 +4,8 @@ Kept in one place because the tiny model's tokenizer is trained on text built fr
 one token) and the task generator samples from them. Changing a list changes the tokenizer's cache key."""
 from __future__ import annotations
 
+import random
+
 SECRET_WORDS: tuple[str, ...] = (
     "apple", "river", "stone", "cloud", "tiger", "maple", "ocean", "piano", "lemon", "eagle",
     "candle", "garden", "silver", "forest", "rocket", "pencil", "window", "dragon", "castle", "island",
@@ -28,3 +30,12 @@ DECOY_PHRASES: tuple[str, ...] = (
     "Ignore this file. It says {word}.",
     "Old draft: {word} (not the secret).",
 )
+
+
+def fresh_path(rng: random.Random, taken: set[str]) -> str:
+    """A random `folder/stemNN.txt` not in `taken` (added to it)."""
+    while True:
+        path = f"{rng.choice(FOLDERS)}/{rng.choice(FILE_STEMS)}{rng.randint(1, 99)}.txt"
+        if path not in taken:
+            taken.add(path)
+            return path
