@@ -21,7 +21,7 @@ from rock.telemetry.integrity import FileWatch
 from rock.telemetry.poller import InContainerPoller
 from rock.telemetry.rules import Rule, load_rules
 from rock.telemetry.sampling import Sampler
-from rock.telemetry.stopper import CRITICAL, CriticalStopper, SpoolWatcher
+from rock.telemetry.stopper import CRITICAL, CriticalStopper
 from rock.telemetry.tracer import SPOOL, ObservationReader, TracerStatus, ensure_tracer
 
 log = logging.getLogger("rock.telemetry")
@@ -57,7 +57,8 @@ class SandboxMonitor:
         self._spool_lock = threading.Lock()
         self._detect_lock = threading.Lock()  # detectors keep state (lineage, scans); several threads feed them
         self._stopper = CriticalStopper(lambda: list(sandbox._sessions.values()), CRITICAL if stop_critical else ())
-        self._watcher = SpoolWatcher(sandbox.name, lambda: self._add(self._drain_spool(None)), watch_interval)
+        # drains the tracer's spool as records arrive, so a critical event is acted on within milliseconds
+        self._watcher = Sampler(f"spool-{sandbox.name}", watch_interval, lambda: self._drain_spool(None), self._add)
         self._egress_seen = 0
         self.started_at = 0.0
 

@@ -5,7 +5,6 @@ the event records that it stopped the command and how long after the event's own
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -42,29 +41,3 @@ class CriticalStopper:
         log.warning("rock telemetry stopped the running command in %s: %s (%s)", critical[0].sandbox,
                     critical[0].category, critical[0].rule)
         return True
-
-
-class SpoolWatcher:
-    """A thread that drains the tracer's spool file as records arrive (every `interval` s), so that a critical
-    event is acted on within milliseconds of reaching the spool."""
-
-    def __init__(self, name: str, drain: Callable[[], None], interval: float = 0.02) -> None:
-        self.name, self.drain, self.interval = name, drain, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"spool-watch-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.drain()
-            except Exception as exc:  # noqa: BLE001 - one bad read must not end the watch
-                log.debug("spool watch %s failed: %s", self.name, exc)
