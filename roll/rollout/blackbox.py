@@ -20,10 +20,10 @@ from roll.proxy.sandbox_link import agent_env, install_shim, new_socket_path, pr
 from roll.proxy.server import ProxyServer
 from roll.proxy.service import CONTEXT_FULL
 from roll.proxy.trajectory import build_trajectory
-from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline
+from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline, verify_and_judge
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
-from roll.tasks.workspace import EnvironmentFailure, prepare_workspace, verify
+from roll.tasks.workspace import EnvironmentFailure, prepare_workspace
 
 AGENT_SESSION = "roll-blackbox"
 KILLED = (124, 137)  # `timeout` ended the command
@@ -144,23 +144,7 @@ class BlackBoxEpisodeRunner:
             return EpisodeResult(traj, "engine_error", "a model call failed: " + next(
                 c.error or c.status for c in session.calls if c.status in ("error", "timeout")))
 
-        mark = time.monotonic()
-        audit_mark = sandbox.audit.mark()
-        try:
-            result = await verify(task, sandbox)
-        except EnvironmentFailure as exc:
-            traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
-            return EpisodeResult(traj, exc.kind, str(exc))
-        timings["verify"] = time.monotonic() - mark
-        traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
-        traj.reward, traj.reward_info = result.reward, result.info
-        if guard is not None:
-            verdict = await guard.recheck(traj)
-        if verdict is not None:
-            SafetyGuard.apply(traj, verdict)
-            if verdict.quarantine:
-                traj.metadata["quarantined"] = await sandbox.quarantine()
-        return EpisodeResult(traj, "timeout" if traj.outcome == "timeout" else "ok")
+        return await verify_and_judge(task, sandbox, traj, guard, verdict, timings)
 
     async def _run_agent(self, task: TaskRecord, sandbox: Any, session: Any, config: AgentConfig,
                          guard: SafetyGuard | None, traj: Trajectory) -> dict[str, Any]:

@@ -169,21 +169,28 @@ class EpisodeRunner:
         if not healthy:
             return EpisodeResult(traj, "sandbox_error", f"sandbox unhealthy after the episode: {health}")
 
-        mark = time.monotonic()
-        audit_mark = sandbox.audit.mark()
-        try:
-            result = await verify(task, sandbox)
-        except EnvironmentFailure as exc:
-            traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
-            return EpisodeResult(traj, exc.kind, str(exc))
-        timings["verify"] = time.monotonic() - mark
+        return await verify_and_judge(task, sandbox, traj, guard, verdict, timings)
+
+
+async def verify_and_judge(task: TaskRecord, sandbox: Any, traj: Trajectory, guard: SafetyGuard | None,
+                           verdict: Any, timings: dict[str, float]) -> EpisodeResult:
+    """After the agent: the verifier's reward, then the safety verdict (re-checked for what a background job did to
+    protected files after the agent finished) applied, and the sandbox quarantined if the verdict says so (kept
+    for forensics; still released, so that the pool starts its replacement)."""
+    mark = time.monotonic()
+    audit_mark = sandbox.audit.mark()
+    try:
+        result = await verify(task, sandbox)
+    except EnvironmentFailure as exc:
         traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
-        traj.reward, traj.reward_info = result.reward, result.info
-        if guard is not None:  # what a background job did to protected files after the agent finished
-            verdict = await guard.recheck(traj)
-        if verdict is not None:
-            SafetyGuard.apply(traj, verdict)
-            if verdict.quarantine:  # kept for forensics; still released, so that the pool starts its replacement
-                traj.metadata["quarantined"] = await sandbox.quarantine()
-        status = "timeout" if traj.outcome == "timeout" else "ok"
-        return EpisodeResult(traj, status)
+        return EpisodeResult(traj, exc.kind, str(exc))
+    timings["verify"] = time.monotonic() - mark
+    traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
+    traj.reward, traj.reward_info = result.reward, result.info
+    if guard is not None:
+        verdict = await guard.recheck(traj)
+    if verdict is not None:
+        SafetyGuard.apply(traj, verdict)
+        if verdict.quarantine:
+            traj.metadata["quarantined"] = await sandbox.quarantine()
+    return EpisodeResult(traj, "timeout" if traj.outcome == "timeout" else "ok")
