@@ -4,6 +4,7 @@ authorized keys (persistence); `sitecustomize.py`, and a `conftest.py`/`pytest.i
 above the protected paths (test behaviour)."""
 from __future__ import annotations
 
+import logging
 import posixpath
 import shlex
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from rock.telemetry.events import Event, make_event
 
 Exec = Callable[[list[str]], tuple[int, str]]
+DONE = "__rock_file_watch_done__"
+log = logging.getLogger("rock.telemetry")
 
 PERSISTENCE_FILES = ["$HOME/.bashrc", "$HOME/.bash_profile", "$HOME/.bash_login", "$HOME/.bash_logout",
                      "$HOME/.profile", "$HOME/.zshrc", "$HOME/.zprofile", "$HOME/.zshenv", "$HOME/.ssh/rc",
@@ -82,16 +85,24 @@ class FileWatch:
         self.run, self.workdir, self.protected, self.sandbox = run, workdir, list(protected), sandbox
         self._baseline: dict[str, str] = {}
 
-    def hashes(self) -> dict[str, str]:
-        """Every watched file's digest, keyed `label:path` (one exec in the sandbox)."""
+    def hashes(self) -> dict[str, str] | None:
+        """Every watched file's digest, keyed `label:path` (one exec in the sandbox); None when the listing did not
+        run to its end (an exec that failed or timed out, a sandbox going away): that is no evidence of deletion."""
         script = protected_script(self.workdir, self.protected) + watch_script(self.workdir, self.protected)
-        return parse_hashes(self.run(["sh", "-c", script])[1])
+        code, output = self.run(["sh", "-c", script + f"\necho {DONE}\n"])
+        if code != 0 or DONE not in output.splitlines():
+            log.warning("rock telemetry: the file watch in %s did not complete (exit %s); this check is skipped",
+                        self.sandbox, code)
+            return None
+        return parse_hashes(output)
 
     def start(self) -> None:
-        self._baseline = self.hashes()
+        self._baseline = self.hashes() or {}
 
     def check(self) -> list[Event]:
         now = self.hashes()
+        if now is None:
+            return []
         events = []
         for name in sorted(set(now) | set(self._baseline)):
             before, after = self._baseline.get(name), now.get(name)
