@@ -1,7 +1,8 @@
 """Which sandbox a traced process belongs to: its UTS namespace inode (from the kernel) mapped to the container that
 owns that namespace (never a name the process chose). The engine is asked only when an unknown inode shows up, at
 most every `refresh_every` seconds, and the answer is cached; a cached inode is re-checked against the container's
-init (inodes are reused once a namespace dies) at most every `verify_every` seconds."""
+init at every lookup (one readlink): the kernel hands a dead namespace's inode to the next namespace at once, so the
+next sandbox usually gets the inode of the one just removed, and a record must never go to the dead one's file."""
 from __future__ import annotations
 
 import os
@@ -25,12 +26,10 @@ def uts_inode(pid: int) -> int | None:
 class SandboxEntry:
     name: str
     init_pid: int
-    verified_at: float = 0.0
 
 
 class SandboxMap:
     def __init__(self, list_containers: Callable[[], list[tuple[str, str]]], refresh_every: float = 0.25,
-                 verify_every: float = 1.0,
                  pids_of: Callable[[str], list[int] | None] = cgroup_procs) -> None:
         """`list_containers()` returns [(name, container id)] of the engine's rock-managed containers;
         `pids_of(container id)` the host pids of a container's processes."""
@@ -38,7 +37,6 @@ class SandboxMap:
         self.pids_of = pids_of
         self._lock = threading.Lock()  # the daemon's reader and its housekeeping thread both refresh
         self.refresh_every = refresh_every
-        self.verify_every = verify_every
         self.entries: dict[int, SandboxEntry] = {}
         self._last_refresh = 0.0
         self.running: set[str] = set()
@@ -48,13 +46,14 @@ class SandboxMap:
         entry = self.entries.get(inode)
         if entry is None:
             return None
-        now = time.monotonic()
-        if now - entry.verified_at > self.verify_every:
-            if uts_inode(entry.init_pid) != inode:
-                with self._lock:
-                    self.entries.pop(inode, None)
-                return None
-            entry.verified_at = now
+        # checked every time, not every so often: a container removed a moment ago leaves its entry behind, and a
+        # new sandbox with its (reused) inode would have its first records, its agent's first command included,
+        # written to the old sandbox's file (its own monitor then sees nothing); the init's namespace is the truth
+        if uts_inode(entry.init_pid) != inode:
+            with self._lock:
+                if self.entries.get(inode) is entry:
+                    del self.entries[inode]
+            return None
         return entry
 
     def known(self, inode: int) -> bool:
@@ -84,7 +83,7 @@ class SandboxMap:
                 for pid in sorted(self.pids_of(container_id) or [], key=lambda p: innermost_pid(p) != 1):
                     inode = uts_inode(pid)
                     if inode is not None:
-                        self.entries[inode] = SandboxEntry(name, pid, now)
+                        self.entries[inode] = SandboxEntry(name, pid)
                         break
             for inode in [i for i, e in self.entries.items() if e.name not in self.running]:
                 del self.entries[inode]

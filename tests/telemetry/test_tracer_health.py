@@ -71,6 +71,26 @@ def test_lookups_never_call_the_engine():
     assert not sandboxes.refresh() and len(calls) == 1  # rate-limited
 
 
+def test_a_removed_sandboxes_entry_never_takes_the_next_sandboxes_records(tmp_path):
+    """The kernel gives a dead namespace's inode to the next one at once: the next sandbox's first records (its
+    agent's first command) must not go to the removed sandbox's file, however recently that entry was checked."""
+    init = subprocess.Popen(["sleep", "30"])  # the removed sandbox's init: in our UTS namespace, so "its" inode
+    sandboxes = SandboxMap(lambda: [("rock-old", "cid")], pids_of=lambda cid: [init.pid])
+    sandboxes.refresh(force=True)
+    inode = uts_inode(os.getpid())
+    assert sandboxes.lookup(inode).name == "rock-old"  # checked (and found alive) just now
+    init.kill()
+    init.wait()
+    daemon = TracerDaemon(tmp_path, idle_exit=60, sandboxes=sandboxes)
+    for line in _exec_lines(inode, 1000, ["cat", "/etc/shadow"]):  # the next sandbox's, at once
+        daemon.feed(line)
+    daemon.feed(json.dumps({"type": "printf", "data": "H\t2000\n"}))
+    daemon.feed(json.dumps({"type": "printf", "data": "H\t3000\n"}))
+    assert sandboxes.lookup(inode) is None and not sandboxes.known(inode)
+    assert ObservationReader("rock-old", tmp_path).read() == []
+    assert read_heartbeat(tmp_path)["backlog"] == 1  # kept for the sandbox the engine lists next
+
+
 def _exec_lines(inode, ktime, argv):
     pid = os.getpid()
     head = f"{ktime}\t{pid}\t{pid}\t1\t1000\t0\t1\t1\t{inode}\t1\tbash\\x00"
