@@ -51,12 +51,16 @@ def _freeze(container_id: str) -> bool:
 
 
 def _thaw(container_id: str) -> None:
+    """Thaw, and wait until the kernel reports it: the transition is asynchronous, and the runtime refuses an exec
+    ("cannot exec in a paused container") while the group still reads frozen."""
     v1 = _v1(container_id)
     if v1 is not None:
         (v1 / "freezer.state").write_text("THAWED")
+        _settle(lambda: (v1 / "freezer.state").read_text().strip() == "THAWED")
     v2 = _v2(container_id)
     if v2 is not None:
         (v2 / "cgroup.freeze").write_text("0")
+        _settle(lambda: "frozen 0" in (v2 / "cgroup.events").read_text())
 
 
 @contextmanager

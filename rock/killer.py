@@ -46,16 +46,18 @@ def _freeze_lock(container_id: str) -> threading.Lock:
         return _freeze_locks.setdefault(container_id, threading.Lock())
 
 
-def start_exec(api: docker.APIClient, container_id: str, exec_id: str, wait: float = 2.0, **options: Any) -> Any:
+def start_exec(api: docker.APIClient, container_id: str, exec_id: str, wait: float = 15.0, **options: Any) -> Any:
     """`exec_start`, never overlapping a freeze of the same container: the runtime refuses to set up an exec in a
-    frozen container (and `docker pause` during an exec's set-up hangs the engine). Holds the freeze lock until the
-    engine reports the process started (or `wait` seconds)."""
+    frozen container (exit 126; and `docker pause` during an exec's set-up hangs the engine). Holds the freeze lock
+    until the engine reports the process started (or `wait` seconds: on a loaded machine an exec's set-up has been
+    seen to take over 2 s, and a freeze that caught it made the exec fail)."""
     with _freeze_lock(container_id):
         result = api.exec_start(exec_id, **options)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             info = api.exec_inspect(exec_id)
-            if info.get("Running") or info.get("ExitCode") is not None:
+            # the engine marks an exec Running before the runtime has started its process; its Pid comes after
+            if (info.get("Pid") or 0) > 0 or info.get("ExitCode") is not None:
                 break
             time.sleep(0.002)
         return result
