@@ -20,7 +20,7 @@ from roll.proxy.sandbox_link import agent_env, install_shim, new_socket_path, pr
 from roll.proxy.server import ProxyServer
 from roll.proxy.service import CONTEXT_FULL
 from roll.proxy.trajectory import build_trajectory
-from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline, verify_and_judge
+from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline, new_trajectory, verify_and_judge
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
 from roll.tasks.workspace import EnvironmentFailure, prepare_workspace
@@ -55,10 +55,7 @@ class BlackBoxEpisodeRunner:
 
     async def run(self, task: TaskRecord, policy: Any, *, trajectory_id: str, group_id: str | None = None,
                   metadata: dict[str, Any] | None = None, on_agent_done: Any = None) -> EpisodeResult:
-        meta = {"task": {"id": task.id, **{k: v for k, v in task.metadata.items() if k != "signature"}},
-                **(metadata or {})}
-        state: dict[str, Any] = {"trajectory": Trajectory(id=trajectory_id, task_id=task.id, group_id=group_id,
-                                                          task=task.instruction, metadata=meta, outcome="error"),
+        state: dict[str, Any] = {"trajectory": new_trajectory(task, trajectory_id, group_id, metadata),
                                  "sandbox": None, "session": None, "timings": {}}
         limit = self.episode_timeout or episode_deadline(task, self.agent, self.hang_grace) + self.acquire_timeout
         started = time.monotonic()

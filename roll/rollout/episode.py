@@ -76,11 +76,8 @@ class EpisodeRunner:
 
     async def _run_guarded(self, task: TaskRecord, policy: Any, trajectory_id: str, group_id: str | None,
                            metadata: dict[str, Any] | None, on_agent_done: Any) -> EpisodeResult:
-        meta = {"task": {"id": task.id, **{k: v for k, v in task.metadata.items() if k != "signature"}},
-                **(metadata or {})}
-        traj = Trajectory(id=trajectory_id, task_id=task.id, group_id=group_id, task=task.instruction,
-                          metadata=meta, outcome="error")
-        state: dict[str, Any] = {"trajectory": traj, "sandbox": None, "timings": {}}
+        state: dict[str, Any] = {"trajectory": new_trajectory(task, trajectory_id, group_id, metadata),
+                                 "sandbox": None, "timings": {}}
         limit = self.episode_timeout or episode_deadline(task, self.agent, self.hang_grace) + self.acquire_timeout
         started = time.monotonic()
         try:
@@ -194,3 +191,12 @@ async def verify_and_judge(task: TaskRecord, sandbox: Any, traj: Trajectory, gua
         if verdict.quarantine:
             traj.metadata["quarantined"] = await sandbox.quarantine()
     return EpisodeResult(traj, "timeout" if traj.outcome == "timeout" else "ok")
+
+
+def new_trajectory(task: TaskRecord, trajectory_id: str, group_id: str | None,
+                   metadata: dict[str, Any] | None) -> Trajectory:
+    """The episode's record before the agent runs (outcome "error" until it finishes)."""
+    meta = {"task": {"id": task.id, **{k: v for k, v in task.metadata.items() if k != "signature"}},
+            **(metadata or {})}
+    return Trajectory(id=trajectory_id, task_id=task.id, group_id=group_id, task=task.instruction,
+                      metadata=meta, outcome="error")
