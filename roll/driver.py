@@ -19,7 +19,7 @@ from roll.config.placement import check_cluster
 from roll.config.schema import RootConfig
 from roll.metrics import MetricsLogger, Progress, safety_panel
 from roll.run_state import TrajectoryStore, lr_horizon, restore_scheduler, scheduler_state
-from roll.tasks.corpus import resolve_model_path
+from roll.models.resolve import resolve_model_path
 from roll.trainer.batch import build_samples
 from roll.trainer.checkpoint import CheckpointManager, load_driver_state, resolve_resume
 from roll.trainer.update import attach, mismatch_stats, prepare, run_update, scoring_temperature

@@ -12,7 +12,7 @@ from typing import Any
 
 from roll.config.schema import RootConfig
 from roll.tasks.config import HELD_OUT
-from roll.tasks.corpus import resolve_model_path
+from roll.models.resolve import resolve_model_path
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from roll.cli_common import CONFIG_DIR, OVERRIDES, err, load_or_exit
-from roll.tasks.corpus import resolve_model_path
+from roll.models.resolve import resolve_model_path
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 

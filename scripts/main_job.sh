@@ -32,7 +32,7 @@ if [ -f "$RUN/sft/sft_model/config.json" ]; then
   log "2/3 SFT: reusing $RUN/sft/sft_model"
 else
   log "2/3 SFT warm start on scripted-expert trajectories -> $RUN/sft"
-  .venv/bin/roll sft --config-name main_sft "run.dir=$RUN/sft"
+  .venv/bin/roll sft --config-name tiny_sft "run.dir=$RUN/sft"
 fi
 SFT_DONE=$(date +%s)
 
@@ -41,7 +41,7 @@ if [ -f "$RUN/rl/checkpoints/latest" ]; then
   .venv/bin/roll train resume=latest "run.dir=$RUN/rl"
 else
   log "3/3 IPA RL from the SFT model, then held-out evaluation -> $RUN/rl"
-  .venv/bin/roll train --config-name main_rl "model.path=$RUN/sft/sft_model" "run.dir=$RUN/rl" "$@"
+  .venv/bin/roll train --config-name tiny_rl "model.path=$RUN/sft/sft_model" "run.dir=$RUN/rl" "$@"
 fi
 END=$(date +%s)
 

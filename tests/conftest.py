@@ -21,9 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model_path() -> Path:
     """Directory of the default tiny Qwen2 checkpoint (built once, cached under ~/.cache/letitflow)."""
-    from roll.tasks.corpus import task_tiny_model
+    from roll.models.resolve import default_tiny_model
 
-    return task_tiny_model()
+    return default_tiny_model()
 
 
 @pytest.fixture(scope="session")

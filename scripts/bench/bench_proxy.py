@@ -98,9 +98,9 @@ def main(backend: str, calls: int, max_tokens: int, episodes: int = 0) -> None:
     from roll.proxy.config import ProxyConfig
     from roll.proxy.render import PromptRenderer
     from roll.proxy.server import ProxyServer
-    from roll.tasks.corpus import task_tiny_model
+    from roll.models.resolve import default_tiny_model
 
-    model = task_tiny_model()
+    model = default_tiny_model()
     tokenizer = AutoTokenizer.from_pretrained(model)
     engine = build_engine(model, EngineConfig(backend=backend, max_model_len=768))
     policy = LocalTokenPolicy(engine, tokenizer)

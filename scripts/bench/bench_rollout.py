@@ -126,9 +126,9 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
-    from roll.tasks.corpus import task_tiny_model
+    from roll.models.resolve import default_tiny_model
 
-    model_path = Path(args.model) if args.model else task_tiny_model()
+    model_path = Path(args.model) if args.model else default_tiny_model()
     results: dict[str, object] = {"model": str(model_path), "args": vars(args)}
     table = Table(title="bench_rollout")
     for column in ("benchmark", "baseline", "ours", "speed-up", "goal"):

@@ -145,9 +145,9 @@ def main() -> None:
 
     import ray
 
-    from roll.tasks.corpus import task_tiny_model
+    from roll.models.resolve import default_tiny_model
 
-    model_path = Path(args.model) if args.model else task_tiny_model()
+    model_path = Path(args.model) if args.model else default_tiny_model()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
     try:

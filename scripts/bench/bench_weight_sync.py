@@ -97,9 +97,9 @@ def main() -> None:
 
     import ray
 
-    from roll.tasks.corpus import task_tiny_model
+    from roll.models.resolve import default_tiny_model
 
-    tiny = task_tiny_model()
+    tiny = default_tiny_model()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {k: os.environ[k] for k in (
                  "HF_HUB_OFFLINE", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "RAY_AUTH_MODE",

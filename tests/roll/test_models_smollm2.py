@@ -110,7 +110,7 @@ def test_hf_and_vllm_logprobs_agree_before_and_after_a_weight_push(smollm2_path:
 @needs_wheel
 def test_model_group_smollm2_resolves_to_the_converted_checkpoint(smollm2_path: Path) -> None:
     from roll.config.loader import load_config
-    from roll.tasks.corpus import resolve_model_path
+    from roll.models.resolve import resolve_model_path
 
     cfg = load_config("train", ["model=smollm2"])
     assert cfg.model.path is None and cfg.model.builtin == "smollm2"

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from roll.models.tiny import MARKER, tiny_spec
-from roll.tasks.corpus import TOOLS, render_chat, task_tiny_model
-from roll.tasks.words import SECRET_WORDS
+from roll.models.generic_corpus import generic_corpus
+from roll.models.resolve import default_tiny_model
+from roll.tasks.relay import code_space
+from roll.tasks.secret_word import make_task
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "bash", "description": "Run a bash command in the workspace and return its output.",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}},
+    {"type": "function", "function": {
+        "name": "submit", "description": "Finish the task.", "parameters": {"type": "object", "properties": {}}}},
+]
 
 
 def test_loads_offline_with_transformers(tiny_model_path: Path) -> None:
@@ -50,18 +60,21 @@ def test_chat_template_tools_and_tool_responses(tiny_model_path: Path) -> None:
             "</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\nThe secret word is apple.\n"
             "</tool_response><|im_end|>\n<|im_start|>assistant\n") in text
     assert text.endswith("<|im_start|>assistant\n")
-    # the offline renderer used for the tokenizer corpus agrees with transformers' renderer
-    assert render_chat(messages, TOOLS, add_generation_prompt=True) == text
     no_tools = tokenizer.apply_chat_template(messages[1:2], tokenize=False)
     assert "# Tools" not in no_tools and no_tools.startswith("<|im_start|>system\nYou are a coding agent")
 
 
-def test_secret_words_are_single_tokens(tiny_model_path: Path) -> None:
+def test_tokenizer_is_not_fitted_to_the_tasks(tiny_model_path: Path) -> None:
     from transformers import AutoTokenizer
 
+    text = "".join(generic_corpus())
+    task = make_task(0)
+    for phrase in ("The secret word is", "answer.txt", "access code", task.instruction, "<tool_call>"):
+        assert phrase not in text, phrase
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
-    multi = [w for w in SECRET_WORDS if len(tokenizer.encode(" " + w, add_special_tokens=False)) != 1]
-    assert multi == []
+    codes = code_space()[::97]
+    multi = [c for c in codes if len(tokenizer.encode(" " + c, add_special_tokens=False)) > 1]
+    assert len(multi) == len(codes)  # answers are copied token by token, not recalled as one symbol
 
 
 def test_spec_errors_name_the_key() -> None:
@@ -72,7 +85,7 @@ def test_spec_errors_name_the_key() -> None:
 
 
 def _build(path: str) -> str:
-    return str(task_tiny_model(path, num_hidden_layers=1, hidden_size=64, intermediate_size=128, head_dim=32,
+    return str(default_tiny_model(path, num_hidden_layers=1, hidden_size=64, intermediate_size=128, head_dim=32,
                                  num_attention_heads=2, num_key_value_heads=1))
 
 
@@ -87,7 +100,7 @@ def test_concurrent_builds_are_safe(tmp_path: Path) -> None:
     # cached: a second call returns at once; a different spec at the same path is refused
     assert _build(str(target)) == str(target)
     with pytest.raises(ValueError, match="different spec"):
-        task_tiny_model(target)
+        default_tiny_model(target)
 
 
 def test_vllm_loads_it(tiny_model_path: Path) -> None:

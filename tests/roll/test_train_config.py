@@ -49,8 +49,8 @@ def test_bad_values_fail_with_the_key_path() -> None:
 def test_sft_and_main_job_configs() -> None:
     sft = load_config("sft")
     assert sft.sft.error_masking and sft.run.name == "sft"
-    main_sft = load_config("main_sft")
-    main_rl = load_config("main_rl", ["model=local", f"model.path={_fake_checkpoint(Path('/tmp'))}"])
+    main_sft = load_config("tiny_sft")
+    main_rl = load_config("tiny_rl", ["model=local", f"model.path={_fake_checkpoint(Path('/tmp'))}"])
     assert main_sft.sft.error_masking and main_rl.algorithm.name == "ipa" and main_rl.loop.eval_at_end
     assert main_rl.eval.num_tasks == main_sft.eval.num_tasks
 
