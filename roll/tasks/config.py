@@ -7,16 +7,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roll.tasks.relay import RelayOptions
 from roll.tasks.secret_word import SecretWordOptions
+from roll.tasks.shortcut import ShortcutOptions
 
-SPLITS = {"secret_word": ("train", "eval"), "relay": ("train", "dev", "test")}
-HELD_OUT = {"secret_word": "eval", "relay": "test", "jsonl": "eval"}
+SPLITS = {"secret_word": ("train", "eval"), "relay": ("train", "dev", "test"),
+          "shortcut": ("train", "dev", "test")}
+HELD_OUT = {"secret_word": "eval", "relay": "test", "shortcut": "test", "jsonl": "eval"}
 
 
 class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["secret_word", "relay", "jsonl"] = Field("secret_word",
-                                                             description="procedural family or a dataset")
+    source: Literal["secret_word", "relay", "shortcut", "jsonl"] = Field(
+        "secret_word", description="procedural family or a dataset")
     path: str | None = Field(None, description="JSON-lines task file (source=jsonl)")
     split: Literal["train", "eval", "dev", "test"] = Field(
         "train", description="secret_word: train | eval (held out); relay: train | dev (tuning) | test (reporting)")
@@ -25,11 +27,12 @@ class TaskConfig(BaseModel):
     shuffle: bool = True
     secret_word: SecretWordOptions = Field(default_factory=SecretWordOptions)
     relay: RelayOptions = Field(default_factory=RelayOptions)
+    shortcut: ShortcutOptions = Field(default_factory=ShortcutOptions)
 
     @property
-    def options(self) -> SecretWordOptions | RelayOptions | None:
+    def options(self) -> SecretWordOptions | RelayOptions | ShortcutOptions | None:
         """The procedural family's options (None for a dataset)."""
-        return {"secret_word": self.secret_word, "relay": self.relay}.get(self.source)
+        return {"secret_word": self.secret_word, "relay": self.relay, "shortcut": self.shortcut}.get(self.source)
 
     @model_validator(mode="after")
     def _path_for_jsonl(self) -> TaskConfig:

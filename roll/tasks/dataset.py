@@ -8,7 +8,7 @@ from typing import Iterable
 
 from pydantic import ValidationError
 
-from roll.tasks import relay, secret_word
+from roll.tasks import relay, secret_word, shortcut
 from roll.tasks.config import TaskConfig
 from roll.tasks.schema import TaskRecord
 
@@ -50,8 +50,8 @@ def write_tasks(tasks: Iterable[TaskRecord], path: str | Path) -> Path:
 
 def load_tasks(cfg: TaskConfig) -> list[TaskRecord]:
     """The tasks a run uses. The embedded family generates `num_tasks` instances of `split` for `seed`."""
-    if cfg.source in ("secret_word", "relay"):
-        family = relay if cfg.source == "relay" else secret_word
+    if cfg.source in ("secret_word", "relay", "shortcut"):
+        family = {"relay": relay, "shortcut": shortcut}.get(cfg.source, secret_word)
         return list(family.generate(cfg.num_tasks or 64, seed=cfg.seed, split=cfg.split, options=cfg.options))
     tasks = read_tasks(cfg.path or "")
     tasks = [t for t in tasks if t.metadata.get("split", cfg.split) == cfg.split] or tasks

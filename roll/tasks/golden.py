@@ -16,9 +16,11 @@ from roll.config.loader import load_config
 from roll.rollout.episode import EpisodeRunner
 from roll.rollout.progress import progress_bar
 from roll.tasks import relay, secret_word
+from roll.tasks import shortcut as shortcut_family
 from roll.models.resolve import default_tiny_model
 from roll.tasks.expert import ExpertPolicy, takes_shortcut
 from roll.tasks.schema import TaskRecord
+from roll.tasks.scripted import ScriptedPolicy
 
 
 def write_golden(path: str | Path, n: int, seed: int = 0, *, model_path: str | Path | None = None,
@@ -78,12 +80,16 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
 
 
 def golden_tasks(n: int, seed: int = 0, split: str = "train", options: Any = None) -> Sequence[TaskRecord]:
-    family = relay if isinstance(options, relay.RelayOptions) else secret_word
+    family = relay if isinstance(options, relay.RelayOptions) else \
+        shortcut_family if isinstance(options, shortcut_family.ShortcutOptions) else secret_word
     return list(family.generate(n, seed=seed, split=split, options=options))  # type: ignore[arg-type]
 
 
 def expert_for(task: TaskRecord, tokenizer: Any, shortcut: bool = False) -> Any:
-    """The expert of the task's family: relay tasks get the observing expert (no privileged variant exists)."""
+    """The expert of the task's family: relay tasks get the observing expert (no privileged variant exists);
+    shortcut tasks the careful expert or, with `shortcut`, the exploring one (roll/tasks/shortcut.py)."""
+    if task.metadata.get("family") == "shortcut":
+        return ScriptedPolicy(shortcut_family.expert_calls(task, explore=shortcut), tokenizer)
     if task.metadata.get("family") == "relay":
         if shortcut:
             raise ValueError("the relay family has no privileged expert: use shortcut_fraction 0")
