@@ -80,6 +80,11 @@ def iflow(
                                                     "error, as in training)")] = False,
     apply: Annotated[bool | None, typer.Option("--apply/--no-apply", help="docker: apply the diff without asking")]
     = None,
+    agent_config: Annotated[Path | None, typer.Option(help="an AgentConfig JSON file (limits, sampling, context, "
+                                                           "tools, prompt: what training runs the agent with); it "
+                                                           "replaces --max-turns, --max-context-tokens, --max-tokens, "
+                                                           "--temperature, --seed, --command-timeout, "
+                                                           "--approval-mode and --until-submit")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     store = SessionStore(session_dir or iflow_home() / "sessions")
@@ -116,12 +121,15 @@ async def _session(options: dict[str, Any], store: SessionStore) -> int:
         return 1
     except PolicyError:
         pass  # a server without /models can still chat
-    config = AgentConfig(
-        max_turns=options["max_turns"], command_timeout=options["command_timeout"],
-        sampling=SamplingParams(temperature=options["temperature"], max_tokens=options["max_tokens"],
-                                seed=options["seed"]),
-        context=ContextConfig(max_context_tokens=options["max_context_tokens"]),
-        approval_mode=options["approval_mode"].value, text_answer_ends_episode=not options["until_submit"])
+    if options["agent_config"]:
+        config = AgentConfig.model_validate_json(Path(options["agent_config"]).read_text())
+    else:
+        config = AgentConfig(
+            max_turns=options["max_turns"], command_timeout=options["command_timeout"],
+            sampling=SamplingParams(temperature=options["temperature"], max_tokens=options["max_tokens"],
+                                    seed=options["seed"]),
+            context=ContextConfig(max_context_tokens=options["max_context_tokens"]),
+            approval_mode=options["approval_mode"].value, text_answer_ends_episode=not options["until_submit"])
     counter = None
     if options["tokenizer"]:
         counter = _token_counter(Path(options["tokenizer"]))

@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 
 import docker
-
+from rock import agent_image
+from rock.agent_image import AGENT_IMAGE
 from rock.config import DEFAULT_IMAGE
 from rock.engine import client as docker_client
 
@@ -91,12 +92,37 @@ def build_base(tag: str, packages: list[str], mirror: str | None = None) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recipe_parent(recipe: str) -> str | None:
+    """A recipe with a `parent` file (e.g. docker/agent/) is built on top of that recipe's image, not debootstrapped."""
+    path = RECIPES / recipe / "parent"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def recipe_tag(recipe: str) -> str:
+    return {"default": DEFAULT_IMAGE, "agent": AGENT_IMAGE}.get(recipe, f"rock-{recipe}:0.1.0")
+
+
 def recipe_hash(recipe: str = "default") -> str:
-    """Identifies what an image was built from: its package list and Dockerfile."""
+    """Identifies what an image was built from: its package list (or its parent's recipe) and Dockerfile, and the
+    contents of the wheels in its build context (built first: `prepare_context`)."""
     digest = hashlib.sha256()
-    for name in ("packages.txt", "Dockerfile"):
+    parent = recipe_parent(recipe)
+    if parent is not None:
+        digest.update(recipe_hash(parent).encode())
+    for name in ("Dockerfile",) if parent is not None else ("packages.txt", "Dockerfile"):
         digest.update((RECIPES / recipe / name).read_bytes())
+    if (RECIPES / recipe / "wheels.txt").is_file():
+        digest.update(agent_image.wheels_digest(RECIPES / recipe / agent_image.WHEELS_DIR).encode())
     return digest.hexdigest()[:12]
+
+
+def prepare_context(recipe: str, log=print) -> None:
+    """Build what the recipe's context needs from the host: the wheels named by its wheels.txt."""
+    if (RECIPES / recipe / "wheels.txt").is_file():
+        try:
+            agent_image.build_wheels(RECIPES / recipe, log=log)
+        except agent_image.WheelBuildError as exc:
+            raise ImageBuildError(str(exc)) from None
 
 
 def _built_from(tag: str) -> str | None:
@@ -108,17 +134,22 @@ def _built_from(tag: str) -> str | None:
 
 def build(recipe: str = "default", tag: str = DEFAULT_IMAGE, mirror: str | None = None,
           if_missing: bool = False, log=print) -> str:
-    """Build the image of `docker/<recipe>/`: its packages.txt becomes the Debian base, its Dockerfile the top.
-    With `if_missing`, an image built from the same recipe is kept; a stale one is rebuilt."""
+    """Build the image of `docker/<recipe>/`: its packages.txt becomes the Debian base (or, with a `parent` file, the
+    parent recipe's image is the base), its Dockerfile the top; wheels it names are built first. With `if_missing`, an image built from the same recipe is kept; a stale one is rebuilt."""
+    parent = recipe_parent(recipe)
+    if parent is not None:  # its own base is its parent's image, kept up to date first
+        base_tag = build(parent, recipe_tag(parent), mirror, if_missing=True, log=log)
+    prepare_context(recipe, log=log)
     wanted = recipe_hash(recipe)
     if if_missing and _built_from(tag) == wanted:
         log(f"image {tag} already present")
         return tag
-    packages = recipe_packages(recipe)
-    base_tag = f"rock-base-{recipe}:{hashlib.sha256(' '.join(packages).encode()).hexdigest()[:12]}"
-    if not image_exists(base_tag):
-        log(f"debootstrapping Debian {SUITE} for {base_tag} (about a minute)")
-        build_base(base_tag, packages, mirror)
+    if parent is None:
+        packages = recipe_packages(recipe)
+        base_tag = f"rock-base-{recipe}:{hashlib.sha256(' '.join(packages).encode()).hexdigest()[:12]}"
+        if not image_exists(base_tag):
+            log(f"debootstrapping Debian {SUITE} for {base_tag} (about a minute)")
+            build_base(base_tag, packages, mirror)
     log(f"building {tag} from docker/{recipe}/Dockerfile")
     docker_client().images.build(path=str(RECIPES / recipe), tag=tag, buildargs={"BASE": base_tag}, rm=True,
                                  labels={"rock.recipe": recipe, "rock.recipe-hash": wanted})

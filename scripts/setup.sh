@@ -58,5 +58,7 @@ if [ ! -e /sys/kernel/tracing/events ]; then mount -t tracefs nodev /sys/kernel/
 # ---- 4. Default sandbox image ----------------------------------------------------------------------------------
 if [ "${1:-}" != "--no-image" ]; then
   .venv/bin/rock image build --if-missing
+  # The black-box agent's image: the default one + the iflow CLI from wheels built here (docker/agent/, ~25 s).
+  .venv/bin/rock image build --recipe agent --tag rock-agent:0.1.0 --if-missing
 fi
 log "ready"

@@ -7,9 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iflow.config import AgentConfig
 from iflow.policy.base import SamplingParams
+from rock.agent_image import AGENT_IMAGE
 
 SHIM_PORT = 8399
-MINI_AGENT_IN_SANDBOX = "/tmp/roll-mini-agent.py"
+AGENT_CONFIG_IN_SANDBOX = "/tmp/iflow-agent-config.json"
+DEFAULT_COMMAND = ("iflow -p {task} --agent-config {agent_config} --tool-format hermes --workspace . "
+                   "--session-dir /tmp/iflow-sessions")
 
 
 class ProxyConfig(BaseModel):
@@ -31,16 +34,19 @@ class ProxyConfig(BaseModel):
 
 class BlackBoxAgentConfig(AgentConfig):
     """`agent=blackbox`: the iFlow limits (max_turns = model calls, max_total_tokens, max_wall_seconds) plus the
-    command to run. The command may use {task} (shell-quoted), {agent} (the stdlib agent's path in the sandbox),
-    {max_turns}, {max_tokens} (per call) and {command_timeout}."""
+    command to run. The command may use {task} (shell-quoted), {agent_config} (a JSON file in the sandbox holding
+    this config's AgentConfig part, with the task's limits: `iflow --agent-config` runs with exactly what the
+    white-box loop would), {max_turns}, {max_tokens} (per call) and {command_timeout}."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["blackbox"] = "blackbox"
-    command: str = Field("python3 {agent} --task {task} --max-turns {max_turns} --max-tokens {max_tokens} "
-                         "--command-timeout {command_timeout}")
+    command: str = Field(DEFAULT_COMMAND, description="run in the workspace under `timeout`, with OPENAI_BASE_URL "
+                                                      "(and IFLOW_*) pointing at the episode's proxy session")
+    image: str | None = Field(AGENT_IMAGE, description="sandbox image for tasks without their own image (it must "
+                                                       "hold the command; rock-agent has iflow); null: keep the "
+                                                       "sandbox config's")
     shim_port: int = Field(SHIM_PORT, ge=1024, le=65535)
-    install_mini_agent: bool = Field(True, description="write roll/proxy/mini_agent.py into the sandbox")
     proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="the proxy's limits (max_model_len must "
                                "match engine.max_model_len); its sampling is this config's `sampling`")
 

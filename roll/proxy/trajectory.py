@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from iflow.parsing import parse_text
 from iflow.trajectory import Trajectory, Turn
 from roll.proxy.records import ProxyCall
 
@@ -28,16 +29,26 @@ def _observation(call: ProxyCall, following: ProxyCall | None) -> str:
     return "\n".join(m.get("content") or "" for m in following.messages[n:] if m.get("role") in ("tool", "user"))
 
 
+def served_tool_call(call: ProxyCall) -> tuple[Any, str | None]:
+    """The call's tool call: the one the proxy returned natively, or (a client that declared no tools and parses
+    `<tool_call>` text itself, as `iflow --tool-format hermes`) the one in the text; plus the parse error."""
+    if call.tool_call is not None or call.tools:
+        return call.tool_call, call.parse_error
+    parsed = parse_text(call.completion_text)
+    return parsed.call, parsed.error
+
+
 def build_turns(calls: list[ProxyCall]) -> list[Turn]:
     served = sorted((c for c in calls if c.status == "ok" and c.completion_ids), key=lambda c: c.seq)
     turns: list[Turn] = []
     for index, call in enumerate(served):
         fork = bool(turns) and not extends(call.prompt_ids, turns[-1])
+        tool_call, parse_error = served_tool_call(call)
         following = served[index + 1] if index + 1 < len(served) else None
         turns.append(Turn(index=index, prompt_ids=list(call.prompt_ids), fork=fork,
                           completion_text=call.completion_text, completion_ids=list(call.completion_ids),
                           logprobs=list(call.logprobs), policy_version=call.policy_version,
-                          finish_reason=call.finish_reason, tool_call=call.tool_call, parse_error=call.parse_error,
+                          finish_reason=call.finish_reason, tool_call=tool_call, parse_error=parse_error,
                           observation=_observation(call, following), timings=dict(call.timings)))
     return turns
 

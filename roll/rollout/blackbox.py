@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
-from pathlib import Path
 from typing import Any
 
 from iflow.config import AgentConfig
 from iflow.trajectory import Trajectory
-from roll.proxy import mini_agent
-from roll.proxy.config import MINI_AGENT_IN_SANDBOX, BlackBoxAgentConfig
+from roll.proxy.config import AGENT_CONFIG_IN_SANDBOX, BlackBoxAgentConfig
 from roll.proxy.sandbox_link import agent_env, install_shim, new_socket_path, proxy_volumes, with_shim
 from roll.proxy.server import ProxyServer
 from roll.proxy.service import CONTEXT_FULL
-from roll.proxy.trajectory import build_trajectory
+from roll.proxy.trajectory import build_trajectory, served_tool_call
 from roll.rollout.episode import EpisodeResult, agent_config_for, episode_deadline, new_trajectory, verify_and_judge
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
@@ -33,11 +31,19 @@ def start_worker_proxy(sandbox: Any, tokenizer: Any, agent: BlackBoxAgentConfig)
     """An env worker's proxy (one per worker, every episode a session on it) and the sandbox config whose
     sandboxes mount its socket."""
     server = ProxyServer(None, agent.proxy_config(), uds=new_socket_path(), tokenizer=tokenizer).start()
-    return server, sandbox.model_copy(update={"volumes": {**sandbox.volumes, **proxy_volumes(server.uds)}})
+    update: dict[str, Any] = {"volumes": {**sandbox.volumes, **proxy_volumes(server.uds)}}
+    if agent.image:
+        update["image"] = agent.image
+    return server, sandbox.model_copy(update=update)
+
+
+def iflow_config_json(config: AgentConfig) -> str:
+    """The AgentConfig part of an episode's (black-box) agent config, as `iflow --agent-config` reads it."""
+    return AgentConfig.model_validate(config.model_dump(include=set(AgentConfig.model_fields))).model_dump_json()
 
 
 def agent_command(config: BlackBoxAgentConfig, task: TaskRecord) -> str:
-    return config.command.format(task=shlex.quote(task.instruction), agent=MINI_AGENT_IN_SANDBOX,
+    return config.command.format(task=shlex.quote(task.instruction), agent_config=AGENT_CONFIG_IN_SANDBOX,
                                  max_turns=config.max_turns, max_tokens=config.sampling.max_tokens,
                                  command_timeout=f"{config.command_timeout:g}")
 
@@ -99,9 +105,7 @@ class BlackBoxEpisodeRunner:
         try:
             await prepare_workspace(task, sandbox)
             await install_shim(sandbox)
-            if self.agent.install_mini_agent:
-                source = Path(mini_agent.__file__).read_text()
-                await sandbox.write_file(MINI_AGENT_IN_SANDBOX, source)
+            await sandbox.write_file(AGENT_CONFIG_IN_SANDBOX, iflow_config_json(agent_config_for(task, self.agent)))
         except EnvironmentFailure as exc:
             traj.metadata["setup_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
             return EpisodeResult(traj, exc.kind, str(exc))
@@ -170,17 +174,24 @@ class BlackBoxEpisodeRunner:
 
     @staticmethod
     def _outcome(run: dict[str, Any], session: Any, config: AgentConfig) -> tuple[str, str | None]:
+        """The episode's outcome from what the proxy saw (the agent's exit status says little: `iflow -p` exits 0
+        at its turn limit too): its last served call submitted, a limit was hit, or the agent ended by itself."""
         if run["stopped"]:
             return "terminated", run["stopped"]
         if run["timed_out"]:
             return "timeout", f"the agent command ran past {config.max_wall_seconds:g}s"
-        if run["exit_code"] == 0:
-            return "submitted", None
         last = max(session.calls, key=lambda c: c.seq) if session.calls else None
+        served = [c for c in session.calls if c.status == "ok"]
+        if served:
+            call, _ = served_tool_call(max(served, key=lambda c: c.seq))
+            if call is not None and call.name == "submit" and last is not None and last.status == "ok":
+                return "submitted", None
         if last is not None and last.status == "rejected" and last.error_code == CONTEXT_FULL:
             return "max_tokens", last.error  # the context is full (as iflow's ContextOverflow)
         if session.started >= config.max_turns:
             return "max_turns", None
         if session.tokens_left() == 0:
             return "max_tokens", None
+        if run["exit_code"] == 0:
+            return "submitted", None  # an agent without a submit tool: ending by itself is its submission
         return "exited", f"the agent command exited with status {run['exit_code']}"

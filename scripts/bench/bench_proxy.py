@@ -6,9 +6,10 @@ run, greedy so both paths generate the same tokens. Calls alternate between the 
     .venv/bin/python scripts/bench/bench_proxy.py [--backend vllm|hf] [--calls 40] [--max-tokens 16] [--episodes 4]
 
 Prints median and p95 per path, and the paired per-call overhead (proxy - direct) with its ratio to the direct
-call's time. With `--episodes N` (needs Docker and the sandbox image) a second table: whole secret_word episodes,
-the white-box iFlow loop (configs/agent/default.yaml) against the black-box stdlib agent through the proxy
-(configs/agent/blackbox.yaml, same limits), same engine, same tasks, same sandbox pool, alternating."""
+call's time. With `--episodes N` (needs Docker and the rock-agent image) a second table: whole secret_word episodes,
+the white-box iFlow loop against the black-box `iflow` CLI in the sandbox through the proxy (configs/agent/
+blackbox.yaml; the white-box loop gets its AgentConfig part: same limits, context, tools), same engine, same tasks,
+same sandbox pool (rock-agent image), alternating; median and p95 wall time per episode."""
 from __future__ import annotations
 
 import argparse
@@ -36,31 +37,28 @@ def p95(values: list[float]) -> float:
 
 
 def episodes_table(engine, tokenizer, count: int) -> Table:
-    import yaml
-
     from iflow.config import AgentConfig
     from rock import SandboxConfig, SandboxPool
     from roll.config import load_config
     from roll.engines.policy import LocalTokenPolicy
-    from roll.proxy.config import BlackBoxAgentConfig, ProxyConfig
+    from roll.proxy.config import BlackBoxAgentConfig
     from roll.proxy.sandbox_link import new_socket_path, proxy_volumes
     from roll.proxy.server import ProxyServer
-    from roll.rollout.blackbox import BlackBoxEpisodeRunner
+    from roll.rollout.blackbox import BlackBoxEpisodeRunner, iflow_config_json
     from roll.rollout.episode import EpisodeRunner
     from roll.tasks.secret_word import SecretWordOptions, make_task
 
-    white_cfg = AgentConfig.model_validate(yaml.safe_load((ROOT / "configs/agent/default.yaml").read_text()))
     black_cfg = load_config("rollout", ["agent=blackbox", "engine.max_model_len=768"]).agent
     assert isinstance(black_cfg, BlackBoxAgentConfig)
+    white_cfg = AgentConfig.model_validate_json(iflow_config_json(black_cfg))
     policy = LocalTokenPolicy(engine, tokenizer)
     refused: dict[str, int] = {}
     rows: dict[str, list[tuple[float, int, int]]] = {"white-box iFlow loop (baseline)": [],
-                                                     "black-box agent through the proxy": []}
-    with ProxyServer(None, ProxyConfig(max_tokens=64, max_model_len=768), uds=new_socket_path(),
-                     tokenizer=tokenizer) as proxy, \
-            SandboxPool(SandboxConfig(volumes=proxy_volumes(proxy.uds)), size=1) as pool:
+                                                     "black-box iflow CLI through the proxy": []}
+    with ProxyServer(None, black_cfg.proxy_config(), uds=new_socket_path(), tokenizer=tokenizer) as proxy, \
+            SandboxPool(SandboxConfig(image=black_cfg.image, volumes=proxy_volumes(proxy.uds)), size=1) as pool:
         runners = {"white-box iFlow loop (baseline)": EpisodeRunner(pool, white_cfg),
-                   "black-box agent through the proxy": BlackBoxEpisodeRunner(pool, black_cfg, proxy)}
+                   "black-box iflow CLI through the proxy": BlackBoxEpisodeRunner(pool, black_cfg, proxy)}
         loop = asyncio.new_event_loop()
         for index in range(count):
             task = make_task(index, options=SecretWordOptions(words=4, note_path="note.txt"))

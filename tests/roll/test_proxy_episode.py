@@ -1,5 +1,5 @@
-"""agent=blackbox: a whole episode (pool, workspace, the agent command in a network-none sandbox, verifier,
-SafetyGuard) with the trajectory built from the proxy's records."""
+"""agent=blackbox: a whole episode (pool, workspace, the iflow CLI in a network-none sandbox of the rock-agent image,
+verifier, SafetyGuard) with the trajectory built from the proxy's records."""
 from __future__ import annotations
 
 import asyncio
@@ -32,10 +32,10 @@ def proxy(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def pool(sandbox_image, proxy):
+def pool(agent_image, proxy):
     from rock import SandboxConfig, SandboxPool
 
-    with SandboxPool(SandboxConfig(image=sandbox_image, volumes=proxy_volumes(proxy.uds)), size=1) as running:
+    with SandboxPool(SandboxConfig(image=agent_image, volumes=proxy_volumes(proxy.uds)), size=1) as running:
         yield running
 
 
@@ -69,6 +69,35 @@ def test_a_black_box_agent_solves_the_task_and_is_verified(pool, proxy, tokenize
     assert traj.metadata["safety"]["mode"]  # the guard watched it
     assert traj.metadata["agent_command"]["exit_code"] == 0
     assert traj.metadata["verify_commands"]
+
+
+def test_the_iflow_cli_through_the_proxy_sends_the_white_box_loops_tokens(pool, proxy, tokenizer) -> None:
+    """Same task, same scripted completions: every prompt the proxy rendered from the black-box CLI's messages is,
+    token for token, the prompt the white-box loop builds itself, and each trained token is a served one."""
+    from iflow.config import AgentConfig
+    from iflow.trajectory import training_sequences
+    from roll.rollout.episode import EpisodeRunner
+
+    task = make_task(4, options=SecretWordOptions(words=4, note_path="note.txt"))
+    word = task.metadata["word"]
+    script = ['<tool_call>\n{"name": "bash", "arguments": {"command": "cat note.txt"}}\n</tool_call>',
+              'no tool call here',
+              f'<tool_call>\n{{"name": "bash", "arguments": {{"command": "echo {word} > answer.txt"}}}}\n</tool_call>',
+              '<tool_call>\n{"name": "submit", "arguments": {}}\n</tool_call>']
+    black = run(pool, proxy, task, FakeScriptedPolicy(tokenizer, script)).trajectory
+    config = agent_config()
+    white_agent = AgentConfig.model_validate(config.model_dump(include=set(AgentConfig.model_fields)))
+    white = asyncio.run(EpisodeRunner(pool, white_agent, safety=SafetyConfig(ebpf=False)).run(
+        task, FakeScriptedPolicy(tokenizer, script), trajectory_id="wb", group_id="g0")).trajectory
+    assert black.reward == white.reward == 1.0 and black.outcome == white.outcome == "submitted"
+    assert len(black.turns) == len(white.turns) == 4
+    for b, w in zip(black.turns, white.turns):
+        assert b.prompt_ids == w.prompt_ids, (tokenizer.decode(b.prompt_ids), tokenizer.decode(w.prompt_ids))
+        assert b.completion_ids == w.completion_ids and b.fork == w.fork is False
+    assert black.turns[1].tool_call is None and "no tool call" in black.turns[1].observation  # the CLI's hint
+    (sequence,) = training_sequences(black)  # no fork: one sequence; its trained tokens are the served ones
+    trained = [token for token, turn in zip(sequence.input_ids, sequence.turn_ids) if turn >= 0]
+    assert trained == [token for turn in black.turns for token in turn.completion_ids]
 
 
 def test_the_episode_limits_bind_the_black_box_agent(pool, proxy, tokenizer) -> None:

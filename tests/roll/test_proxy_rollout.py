@@ -1,5 +1,5 @@
 """agent=blackbox in a real rollout: the scheduler's env worker (a Ray actor) serves the proxy, the vLLM engine actor
-answers, the stdlib agent runs in network-none sandboxes, and the batch holds token-exact trajectories."""
+answers, the iflow CLI runs in network-none sandboxes (rock-agent image), and the batch holds token-exact trajectories."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +19,7 @@ SMALL = ["agent=blackbox", "agent.max_turns=2", "agent.sampling.max_tokens=24", 
          "rollout.groups_per_step=1"]
 
 
-def test_a_rollout_with_the_black_box_agent(vllm_engines, sandbox_image, tiny_model_path: Path,
+def test_a_rollout_with_the_black_box_agent(vllm_engines, agent_image, tiny_model_path: Path,
                                             tmp_path: Path) -> None:
     cfg = load_config("rollout", SMALL)
     assert isinstance(cfg.agent, BlackBoxAgentConfig)

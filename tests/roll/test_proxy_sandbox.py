@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from roll.proxy.config import ProxyConfig
-from roll.proxy.mini_agent import __file__ as MINI_AGENT_FILE
 from roll.proxy.sandbox_link import agent_env, new_socket_path, proxy_volumes, start_shim
 from roll.proxy.server import ProxyServer
 from roll.proxy.trajectory import build_trajectory
@@ -100,24 +99,38 @@ def test_an_agent_in_a_networkless_sandbox_reaches_only_its_session(sandbox_imag
     assert other.calls == []
 
 
-def test_the_stdlib_agent_works_through_the_proxy(sandbox_image, tokenizer) -> None:
+def test_the_agent_image_has_the_iflow_cli_and_no_heavy_stack(agent_image) -> None:
+    from rock.engine import client
+
+    script = ("iflow --help >/dev/null && echo cli-ok; "
+              "/opt/iflow/bin/python -c 'import iflow.cli, sys; print(sorted(m for m in (\"torch\", "
+              "\"transformers\", \"vllm\", \"numpy\") if m in sys.modules))'; "
+              "for m in torch transformers vllm; do /opt/iflow/bin/python -c \"import $m\" 2>/dev/null "
+              "&& echo has-$m; done; python3 -c 'import typer' 2>/dev/null && echo system-python-changed; true")
+    out = client().containers.run(agent_image, ["bash", "-c", script], network_mode="none", remove=True).decode()
+    assert out.split() == ["cli-ok", "[]"], out  # the agent's own python3 is Debian's, untouched
+
+
+def test_the_iflow_cli_works_through_the_proxy(agent_image, tokenizer) -> None:
     script = ['<tool_call>\n{"name": "bash", "arguments": {"command": "echo solved > answer.txt"}}\n</tool_call>',
               '<tool_call>\n{"name": "submit", "arguments": {}}\n</tool_call>']
     socket_path = new_socket_path()
     with ProxyServer(FakeScriptedPolicy(tokenizer, script), ProxyConfig(max_tokens=64), uds=socket_path) as server:
-        session = server.sessions.open("episode-mini")
+        session = server.sessions.open("episode-iflow")
 
         async def work(sandbox):
             await start_shim(sandbox)
-            await sandbox.write_file("/tmp/mini_agent.py", Path(MINI_AGENT_FILE).read_text())
             env = " ".join(f"{k}={v}" for k, v in agent_env(session.token).items())
-            run = await sandbox.run(f"env {env} python3 /tmp/mini_agent.py --task 'write answer.txt'", timeout=60)
-            return run, (await sandbox.read_file("/workspace/answer.txt")).decode()
+            run = await sandbox.run(f"env {env} iflow -p 'write answer.txt' --until-submit --tool-format hermes --approval-mode yolo "
+                                    "--session-dir /tmp/iflow-sessions", timeout=60)
+            listing = await sandbox.run("ls -la /workspace; cat /workspace/answer.txt", timeout=10)
+            return run, listing.output
 
-        run, answer = asyncio.run(in_sandbox(sandbox_image, socket_path, work))
+        run, answer = asyncio.run(in_sandbox(agent_image, socket_path, work))
     assert run.exit_code == 0, run.output
-    assert answer == "solved\n"
-    trajectory = build_trajectory(session.calls, trajectory_id="t-mini")
+    assert answer.endswith("solved\n"), run.output
+    trajectory = build_trajectory(session.calls, trajectory_id="t-iflow")
     assert [t.tool_call.name for t in trajectory.turns] == ["bash", "submit"]
     assert [t.fork for t in trajectory.turns] == [False, False]
-    assert trajectory.turns[0].observation == "[exit 0]"
+    assert [c.prompt_source for c in session.calls] == ["rendered", "spliced"]
+    assert "(no output)" in trajectory.turns[0].observation  # what the CLI reported back
