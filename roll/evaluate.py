@@ -85,8 +85,9 @@ def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path,
                       seconds=time.monotonic() - started, per_task={t.task_id: t.reward or 0.0 for t in trajectories})
 
 
-def evaluate_checkpoint(cfg: RootConfig, label: str | None = None) -> EvalResult:
-    """Start engines for cfg.model and evaluate it (Ray is started and stopped here unless already running)."""
+def evaluate_checkpoint(cfg: RootConfig, label: str | None = None, output: str | Path | None = None) -> EvalResult:
+    """Start engines for cfg.model and evaluate it (Ray is started and stopped here unless already running);
+    `output` gets the trajectories."""
     from roll.engines.actor import EngineGroup
     from roll.rollout.ray_setup import init_ray, shutdown_ray
 
@@ -95,7 +96,7 @@ def evaluate_checkpoint(cfg: RootConfig, label: str | None = None) -> EvalResult
     engines = None
     try:
         engines = EngineGroup.create(model_path, cfg.engine, dtype=cfg.model.dtype)
-        return evaluate_with_engines(cfg, engines, model_path, label or str(model_path))
+        return evaluate_with_engines(cfg, engines, model_path, label or str(model_path), output=output)
     finally:
         if engines is not None:
             engines.shutdown()

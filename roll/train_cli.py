@@ -126,12 +126,18 @@ def register(app: typer.Typer) -> None:
     @app.command(name="eval", context_settings=EXTRA)
     def eval_(overrides: list[str] | None = OVERRIDES, config_dir: str | None = CONFIG_DIR,
               config_name: str = typer.Option("train", "--config-name", help="primary config")) -> None:
-        """Evaluate a checkpoint (model.path) on held-out instances of the task family; prints solved/total."""
+        """Evaluate a checkpoint (model.path) on held-out instances of the task family; prints solved/total. With
+        run.dir set, the trajectories go to RUN_DIR/eval_trajectories.jsonl and the result to RUN_DIR/eval.json."""
         _env_defaults()
-        from roll.evaluate import comparison_table, evaluate_checkpoint
+        from roll.evaluate import comparison_table, evaluate_checkpoint, save_results
 
         cfg = load_or_exit(config_name, list(overrides or []), config_dir)
-        result = evaluate_checkpoint(cfg)
+        directory = Path(cfg.run.dir) if cfg.run.dir else None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        result = evaluate_checkpoint(cfg, output=directory / "eval_trajectories.jsonl" if directory else None)
+        if directory is not None:
+            save_results(directory / "eval.json", {"eval": result})
         err.print(comparison_table({"eval": result}))
         print(f"{result.solved}/{result.total}", file=sys.stdout)
 

@@ -24,6 +24,9 @@ class TrainerConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = False
+    trainable_layers: int | None = Field(
+        None, ge=1, description="train only the top N transformer blocks and the final norm (and an untied output "
+                                "head); the embeddings and lower blocks stay frozen, and backward stops above them")
     offload_optimizer: bool = Field(False, description="ZeRO CPU optimizer offload (compiles cpu_adam on first use)")
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)

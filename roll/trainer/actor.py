@@ -22,6 +22,7 @@ from roll.engines.actor import verify_versions
 from roll.engines.weight_sync import (Bucket, TensorSpec, backend_for_device, join_group, open_store, plan_buckets,
                                       send_buckets)
 from roll.trainer.batch import MicroBatch
+from roll.trainer.freeze import freeze_lower_layers
 
 DS_TAG = "deepspeed"
 PUSH_TIMEOUT_S = 900.0  # one bucket to every engine (they drain in-flight requests first: engine.weight_sync_timeout)
@@ -107,9 +108,12 @@ class TrainerActor:
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype,
                                                      attn_implementation=self.cfg.attn_implementation)
         model.config.use_cache = False
+        if self.cfg.trainable_layers is not None:
+            freeze_lower_layers(model, self.cfg.trainable_layers)
         if self.cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=self.cfg.eps,
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, betas=tuple(self.cfg.betas), eps=self.cfg.eps,
                                       weight_decay=self.cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, self.total_steps))
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
@@ -117,7 +121,8 @@ class TrainerActor:
         self.optimizer_steps = 0
         return {"rank": self.rank, "backend": backend, "device": str(self.device), "zero_stage": self.cfg.zero_stage,
                 "setup_s": time.perf_counter() - started,
-                "parameters": sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())}
+                "parameters": sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters()),
+                "trainable_parameters": sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in trainable)}
 
     def _seed_everything(self, seed: int) -> None:
         import torch
