@@ -17,6 +17,7 @@ from rich.console import Console
 
 from roll.config.placement import check_cluster
 from roll.config.schema import RootConfig
+from roll.curve_plot import plot_learning_curve, read_metrics, text_curve
 from roll.metrics import MetricsLogger, Progress, safety_panel
 from roll.run_state import TrajectoryStore, lr_horizon, restore_scheduler, scheduler_state
 from roll.models.resolve import resolve_model_path
@@ -217,10 +218,8 @@ class RLDriver:
     def evaluate(self, label: str):
         from roll.evaluate import evaluate_with_engines
 
-        with self.console.status(f"held-out evaluation ({label}, policy version {self.version})"):
-            result = evaluate_with_engines(self.cfg, self.engines, self.model_path,
-                                           label=f"{label} (v{self.version})", policy_version=self.version,
-                                           output=self.run_dir / f"eval_{label}.jsonl")
+        result = evaluate_with_engines(self.cfg, self.engines, self.model_path, label=f"{label} (v{self.version})",
+                                       policy_version=self.version, output=self.run_dir / f"eval_{label}.jsonl")
         self.console.print(result.line())
         return result
 
@@ -233,6 +232,13 @@ class RLDriver:
             self.console.print(comparison_table(self.evals))
             out["eval"] = {k: v.as_dict() for k, v in self.evals.items()}
             self.logger.summary({f"eval/{k}_success_rate": v.success_rate for k, v in self.evals.items()})
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists() and read_metrics(metrics):
+            figure = plot_learning_curve(metrics, self.run_dir / "learning_curve.png",
+                                         {k: v.as_dict() for k, v in self.evals.items()}, title=self.cfg.run.name)
+            self.console.print(f"learning curve (rollout success rate by step): {text_curve(read_metrics(metrics))}")
+            self.console.print(f"learning curve figure: {figure}")
+            out["learning_curve"] = str(figure)
         return out
 
     def close(self) -> None:

@@ -57,19 +57,23 @@ def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path,
     """One batch of held-out episodes with the policy the engines serve; `output` gets the trajectories."""
     import time
 
+    from roll.rollout.progress import progress_bar
     from roll.rollout.scheduler import RolloutScheduler
     from roll.tasks.dataset import load_tasks
 
     ecfg = eval_config(cfg)
     tasks = load_tasks(ecfg.task)
     started = time.monotonic()
-    scheduler = RolloutScheduler(ecfg.rollout, ecfg.agent, ecfg.sandbox, model_path, engines, tasks,
-                                 seed=ecfg.eval.seed, shuffle=False, request_timeout=ecfg.engine.request_timeout)
-    try:
-        scheduler.start()
-        batch = scheduler.collect(policy_version=policy_version)
-    finally:
-        scheduler.close()
+    with progress_bar(f"eval {label}", total=len(tasks) * ecfg.eval.samples_per_task,
+                      enabled=cfg.metrics.progress_bar) as bar:
+        scheduler = RolloutScheduler(ecfg.rollout, ecfg.agent, ecfg.sandbox, model_path, engines, tasks,
+                                     seed=ecfg.eval.seed, shuffle=False, request_timeout=ecfg.engine.request_timeout,
+                                     on_episode=lambda _: bar.advance())
+        try:
+            scheduler.start()
+            batch = scheduler.collect(policy_version=policy_version)
+        finally:
+            scheduler.close()
     trajectories = batch.trajectories
     if output is not None:
         from roll.rollout.records import write_records
