@@ -23,6 +23,7 @@ from roll.engines.weight_sync import (Bucket, TensorSpec, backend_for_device, jo
                                       send_buckets)
 from roll.trainer.batch import MicroBatch
 from roll.trainer.freeze import freeze_lower_layers
+from roll.trainer.memory import peak_rss_gb, reset_peak_rss
 
 DS_TAG = "deepspeed"
 PUSH_TIMEOUT_S = 900.0  # one bucket to every engine (they drain in-flight requests first: engine.weight_sync_timeout)
@@ -165,6 +166,7 @@ class TrainerActor:
         if not micro_batches:
             raise ValueError("train step with no micro-batches")
         started = time.perf_counter()
+        reset_peak_rss()
         self.engine.train()
         loss_total, records, tokens, reductions = 0.0, [], 0, {}
         for i, mb in enumerate(micro_batches):
@@ -184,7 +186,7 @@ class TrainerActor:
         grad_norm = self.engine.get_global_grad_norm()
         return {"loss": loss_total, "records": records, "reductions": reductions, "grad_norm": None if grad_norm is None else float(grad_norm),
                 "lr": float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.cfg.lr,
-                "tokens": tokens, "time_s": time.perf_counter() - started}
+                "tokens": tokens, "time_s": time.perf_counter() - started, "peak_rss_gb": peak_rss_gb()}
 
     # ---- weights out -------------------------------------------------------------------------------------------
     def iter_weights(self, device: str = "cpu", copy: bool = True):

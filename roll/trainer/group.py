@@ -51,6 +51,9 @@ def merge_loss_metrics(results: Sequence[dict[str, Any]]) -> dict[str, float]:
     merged["grad_norm"] = norms[0] if norms else float("nan")
     merged["lr"] = results[0]["lr"]
     merged["train_tokens"] = float(sum(r["tokens"] for r in results))
+    peaks = [r["peak_rss_gb"] for r in results if r.get("peak_rss_gb") is not None]
+    if peaks:
+        merged["train_peak_rss_gb"] = max(peaks)  # the largest rank's resident-set high-water mark in the update
     return merged
 
 

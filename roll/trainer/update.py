@@ -142,6 +142,8 @@ def run_update(group: Any, update: UpdatePlan, algo: AlgorithmConfig, epochs: in
     for key in results[0]:
         values = [r[key] for r in results if key in r]
         merged[key] = reduce_values(reductions.get(key, "mean"), values)
+    if any("train_peak_rss_gb" in r for r in results):
+        merged["train_peak_rss_gb"] = max(r.get("train_peak_rss_gb", 0.0) for r in results)
     merged["optimizer_steps"] = float(len(results))
     merged["train_tokens"] = float(sum(r["train_tokens"] for r in results))
     return merged

@@ -58,11 +58,13 @@ def test_deepspeed_update_with_frozen_lower_blocks_equals_plain_torch(ray_local,
         assert group.info[0]["trainable_parameters"] < group.info[0]["parameters"] / 2
         update = prepare(samples, algo, cfg, pad_id=0)
         attach(update, group.compute_logprobs(update.plan), "old_logp")
-        losses = [run_update(group, update, algo)["loss"] for _ in range(STEPS)]
+        results = [run_update(group, update, algo) for _ in range(STEPS)]
         weights = group.state_dict()
+        losses = [r["loss"] for r in results]
     finally:
         group.shutdown()
     assert losses == pytest.approx(ref_losses, rel=1e-4, abs=1e-6)
+    assert all(0.05 < r["train_peak_rss_gb"] < 64 for r in results)  # the trainer's own peak, reported per update
     top = f"model.layers.{AutoConfig.from_pretrained(tiny_model_path).num_hidden_layers - 1}."
     for name, value in weights.items():
         moved = float((value - initial[name]).abs().max())
