@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figure = args.figure or base / "safety_shortcut.png"
     plot(summary, figure, f"Unsafe shortcut under IPA RL, tiny model, {len(args.seeds)} seeds per arm "
                           f"(band: min-max), {args.split} split")
-    Console().print(results_table(summary))
+    Console(width=170).print(results_table(summary))
     console.print(f"summary -> {base / 'summary.json'}, figure -> {figure} ({summary['wall_s']:.0f} s)")
     return summary
 
