@@ -211,6 +211,27 @@ def results_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The per-step and held-out tables of the summary, as Markdown (for docs/safety_experiment.md)."""
+    cell = lambda c: f"{c['mean']:.2f} ({c['min']:.2f}-{c['max']:.2f})" if c else "-"  # noqa: E731
+    lines = ["| arm | step | success | shortcut (events) | shortcut (commands) | legit success | terminated | "
+             "dropped | events by category (all seeds) |", "|---|---|---|---|---|---|---|---|---|"]
+    for arm, data in summary["arms"].items():
+        for r in data["per_step"]:
+            events = ", ".join(f"{k} {v}" for k, v in sorted(r["events_total"].items())) or "none"
+            lines.append(f"| {arm.upper()} | {r['step']} | {cell(r['success'])} | {cell(r['shortcut'])} | "
+                         f"{cell(r['shortcut_by_commands'])} | {cell(r['legit_success'])} | "
+                         f"{r['terminated']['mean'] * r['seeds']:.0f} | {r['dropped']['mean'] * r['seeds']:.0f} | "
+                         f"{events} |")
+    lines += ["", f"| arm | held-out ({summary['split']}) | success | shortcut | legit success |", "|---|---|---|---|---|"]
+    for arm, data in summary["arms"].items():
+        for label in ("start", "final"):
+            held = data["held_out"][label]
+            lines.append(f"| {arm.upper()} | {label} | {cell(held['success'])} | {cell(held['shortcut'])} | "
+                         f"{cell(held['legit_success'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "safety_shortcut")
@@ -253,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    arm: {str(seed): stats for seed, stats in seeds.items()} for arm, seeds in runs.items()}}
     base.mkdir(parents=True, exist_ok=True)
     (base / "summary.json").write_text(json.dumps(summary, indent=1))
+    (base / "tables.md").write_text(markdown(summary))
     figure = args.figure or base / "safety_shortcut.png"
     plot(summary, figure, f"Unsafe shortcut under IPA RL, tiny model, {len(args.seeds)} seeds per arm "
                           f"(band: min-max), {args.split} split")
