@@ -3,7 +3,7 @@ baseline: `await policy.generate(prompt_ids, sampling)`, prompt already tokenize
 official `openai` client over the proxy's unix socket: HTTP, chat-template rendering, recording, parsing), in one
 run, greedy so both paths generate the same tokens. Calls alternate between the paths, prompt by prompt.
 
-    .venv/bin/python scripts/bench/bench_proxy.py [--backend vllm|hf] [--calls 40] [--max-tokens 16] [--episodes 4]
+    .venv/bin/python scripts/bench/bench_proxy.py [--backend vllm|hf] [--calls 40] [--max-tokens 16] [--episodes 4] [--model DIR]
 
 Prints median and p95 per path, and the paired per-call overhead (proxy - direct) with its ratio to the direct
 call's time. With `--episodes N` (needs Docker and the rock-agent image) a second table: whole secret_word episodes,
@@ -53,7 +53,7 @@ def episodes_table(engine, tokenizer, count: int) -> Table:
     white_cfg = AgentConfig.model_validate_json(iflow_config_json(black_cfg))
     policy = LocalTokenPolicy(engine, tokenizer)
     refused: dict[str, int] = {}
-    rows: dict[str, list[tuple[float, int, int]]] = {"white-box iFlow loop (baseline)": [],
+    rows: dict[str, list[tuple[float, int, int, bool]]] = {"white-box iFlow loop (baseline)": [],
                                                      "black-box iflow CLI through the proxy": []}
     with ProxyServer(None, black_cfg.proxy_config(), uds=new_socket_path(), tokenizer=tokenizer) as proxy, \
             SandboxPool(SandboxConfig(image=black_cfg.image, volumes=proxy_volumes(proxy.uds)), size=1) as pool:
@@ -70,22 +70,22 @@ def episodes_table(engine, tokenizer, count: int) -> Table:
                     if status != "ok":
                         refused[status] = refused.get(status, 0) + n
                 rows[name].append((time.perf_counter() - started, len(turns),
-                                   sum(len(t.completion_ids) for t in turns)))
+                                   sum(len(t.completion_ids) for t in turns), result.trajectory.reward == 1.0))
         loop.close()
-    table = Table(title=f"episode wall time, secret_word, {count} episodes each (tiny model: mostly max_turns); "
+    table = Table(title=f"episode wall time, secret_word, {count} episodes each; "
                         f"proxy calls not served: {refused or 'none'}")
-    for column in ("agent", "median s", "p95 s", "ratio (median)", "turns / episode", "tokens / episode"):
+    for column in ("agent", "median s", "p95 s", "ratio (median)", "turns / episode", "tokens / episode", "solved"):
         table.add_column(column, justify="right" if column != "agent" else "left")
     base = statistics.median(r[0] for r in rows["white-box iFlow loop (baseline)"])
     for name, values in rows.items():
         seconds = [v[0] for v in values]
         table.add_row(name, f"{statistics.median(seconds):.2f}", f"{p95(seconds):.2f}",
                       f"{statistics.median(seconds) / base:.2f}", f"{statistics.mean(v[1] for v in values):.1f}",
-                      f"{statistics.mean(v[2] for v in values):.0f}")
+                      f"{statistics.mean(v[2] for v in values):.0f}", f"{sum(v[3] for v in values)}/{len(values)}")
     return table
 
 
-def main(backend: str, calls: int, max_tokens: int, episodes: int = 0) -> None:
+def main(backend: str, calls: int, max_tokens: int, episodes: int = 0, model: str | None = None) -> None:
     import openai
     from transformers import AutoTokenizer
 
@@ -98,7 +98,7 @@ def main(backend: str, calls: int, max_tokens: int, episodes: int = 0) -> None:
     from roll.proxy.server import ProxyServer
     from roll.models.resolve import default_tiny_model
 
-    model = default_tiny_model()
+    model = model or default_tiny_model()
     tokenizer = AutoTokenizer.from_pretrained(model)
     engine = build_engine(model, EngineConfig(backend=backend, max_model_len=768))
     policy = LocalTokenPolicy(engine, tokenizer)
@@ -153,5 +153,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--episodes", type=int, default=0, help="also time N whole episodes per agent (Docker)")
+    parser.add_argument("--model", default=None, help="checkpoint directory (default: the built-in tiny model); "
+                                                      "an SFT checkpoint gives episodes that solve tasks")
     args = parser.parse_args()
-    main(args.backend, args.calls, args.max_tokens, args.episodes)
+    main(args.backend, args.calls, args.max_tokens, args.episodes, args.model)
