@@ -5,15 +5,23 @@
 #
 #   scripts/main_job.sh [RUN_DIR] [extra overrides for the RL run ...]
 #   SKIP_SETUP=1 scripts/main_job.sh ...      # on a machine that is already set up
+#   MODEL=smollm2 SEED=1 scripts/main_job.sh ...   # SmolLM2-135M on the relay family (work in progress, see README)
 #
 # RUN_DIR defaults to runs/main-<timestamp>; it gets sft/ (golden data, SFT metrics, sft_model/) and rl/ (config,
 # metrics.jsonl, trajectories/, checkpoints/, final_model/, eval.json). Rerunning with the same RUN_DIR reuses a
-# finished SFT model and resumes the RL run from its last checkpoint.
+# finished SFT model and resumes the RL run from its last checkpoint. SEED (default 0) sets the training instances,
+# the SFT order, the trainer's and the engine's seeds; the evaluation instances stay the same.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 RUN="${1:-runs/main-$(date +%Y%m%d-%H%M%S)}"
 shift || true
+SEED="${SEED:-0}"
+case "${MODEL:-tiny}" in
+  tiny) SFT_CONFIG=tiny_sft RL_CONFIG=tiny_rl ;;
+  smollm2) SFT_CONFIG=main_sft RL_CONFIG=main_rl ;;
+  *) echo "MODEL must be tiny or smollm2, got '$MODEL'" >&2; exit 2 ;;
+esac
 log() { printf '\033[1;32m[main-job]\033[0m %s\n' "$*" >&2; }
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false VLLM_ENABLE_V1_MULTIPROCESSING=0
 export WANDB_MODE="${WANDB_MODE:-offline}"
@@ -27,12 +35,13 @@ else
 fi
 source scripts/env.sh
 SETUP_DONE=$(date +%s)
+SEEDS=("run.seed=$SEED" "trainer.seed=$SEED" "engine.seed=$SEED" "task.seed=$SEED")
 
 if [ -f "$RUN/sft/sft_model/config.json" ]; then
   log "2/3 SFT: reusing $RUN/sft/sft_model"
 else
   log "2/3 SFT warm start on scripted-expert trajectories -> $RUN/sft"
-  .venv/bin/roll sft --config-name tiny_sft "run.dir=$RUN/sft"
+  .venv/bin/roll sft --config-name "$SFT_CONFIG" "run.dir=$RUN/sft" "${SEEDS[@]}" "sft.shuffle_seed=$SEED"
 fi
 SFT_DONE=$(date +%s)
 
@@ -41,16 +50,13 @@ if [ -f "$RUN/rl/checkpoints/latest" ]; then
   .venv/bin/roll train resume=latest "run.dir=$RUN/rl"
 else
   log "3/3 IPA RL from the SFT model, then held-out evaluation -> $RUN/rl"
-  .venv/bin/roll train --config-name tiny_rl "model.path=$RUN/sft/sft_model" "run.dir=$RUN/rl" "$@"
+  .venv/bin/roll train --config-name "$RL_CONFIG" "model.path=$RUN/sft/sft_model" "run.dir=$RUN/rl" "${SEEDS[@]}" "$@"
 fi
 END=$(date +%s)
 
-.venv/bin/python - "$RUN/rl/eval.json" "$RUN/rl/metrics.jsonl" <<'EOF'
+.venv/bin/python - "$RUN/rl/eval.json" <<'EOF'
 import json, sys
 ev = json.load(open(sys.argv[1]))
-rows = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
-curve = "  ".join(f"{r['step']}:{r['success_rate']:.2f}" for r in rows if r.get("success_rate") is not None)
-print(f"learning curve (rollout success rate by step): {curve}")
 s, f = ev["start"], ev["final"]
 print(f"held-out success: SFT start {s['solved']}/{s['total']} ({100 * s['success_rate']:.1f}%)  ->  "
       f"RL {f['solved']}/{f['total']} ({100 * f['success_rate']:.1f}%)")
