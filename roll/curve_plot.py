@@ -16,16 +16,15 @@ def text_curve(rows: list[dict[str, Any]]) -> str:
     return "  ".join(f"{row['step']}:{row['success_rate']:.2f}" for row in rows)
 
 
-def plot_learning_curve(metrics_path: str | Path, out: str | Path, evals: dict[str, dict[str, Any]] | None = None,
+def plot_learning_curve(rows: list[dict[str, Any]], out: str | Path, evals: dict[str, dict[str, Any]] | None = None,
                         title: str = "learning curve") -> Path:
-    """Write the figure to `out`; `evals` maps a label to an evaluation with `success_rate` and `solved/total`
-    (start at step 0, final at the last step)."""
+    """Write the figure of `rows` (read_metrics) to `out`; `evals` maps a label to an evaluation with `success_rate`
+    and `solved/total` (start at step 0, final at the last step)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_metrics(metrics_path)
     steps = [row["step"] for row in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [row["success_rate"] for row in rows], marker="o", label="rollout success rate (sampled)")

@@ -233,10 +233,11 @@ class RLDriver:
             out["eval"] = {k: v.as_dict() for k, v in self.evals.items()}
             self.logger.summary({f"eval/{k}_success_rate": v.success_rate for k, v in self.evals.items()})
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists() and read_metrics(metrics):
-            figure = plot_learning_curve(metrics, self.run_dir / "learning_curve.png",
+        rows = read_metrics(metrics) if metrics.exists() else []
+        if rows:
+            figure = plot_learning_curve(rows, self.run_dir / "learning_curve.png",
                                          {k: v.as_dict() for k, v in self.evals.items()}, title=self.cfg.run.name)
-            self.console.print(f"learning curve (rollout success rate by step): {text_curve(read_metrics(metrics))}")
+            self.console.print(f"learning curve (rollout success rate by step): {text_curve(rows)}")
             self.console.print(f"learning curve figure: {figure}")
             out["learning_curve"] = str(figure)
         return out

@@ -25,6 +25,11 @@ from roll.trainer.batch import MicroBatch
 from roll.trainer.freeze import freeze_lower_layers
 from roll.trainer.memory import peak_rss_gb, reset_peak_rss
 
+def count_parameters(parameters) -> int:
+    """Elements of `parameters`, counting a ZeRO-3 partitioned one whole (ds_numel)."""
+    return sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in parameters)
+
+
 DS_TAG = "deepspeed"
 PUSH_TIMEOUT_S = 900.0  # one bucket to every engine (they drain in-flight requests first: engine.weight_sync_timeout)
 
@@ -122,8 +127,7 @@ class TrainerActor:
         self.optimizer_steps = 0
         return {"rank": self.rank, "backend": backend, "device": str(self.device), "zero_stage": self.cfg.zero_stage,
                 "setup_s": time.perf_counter() - started,
-                "parameters": sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters()),
-                "trainable_parameters": sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in trainable)}
+                "parameters": count_parameters(model.parameters()), "trainable_parameters": count_parameters(trainable)}
 
     def _seed_everything(self, seed: int) -> None:
         import torch
