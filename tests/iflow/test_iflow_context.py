@@ -133,10 +133,14 @@ def test_observations_are_cut_to_head_and_tail(tokenizer, renderer):
 def test_oldest_turns_are_compressed_first_and_recent_ones_kept(renderer, tokenizer):
     config = ContextConfig(max_context_tokens=3000, keep_recent_turns=2, compress_threshold=0.6, compress_target=0.4)
     manager = ContextManager(SYSTEM, TASK, config, renderer)
-    drive(manager, [(c, o or "x") for c, o in history(4, 12, max_obs_words=150)], tokenizer)
+    steps = [(c, o or "x") for c, o in history(4, 12, max_obs_words=150)]
+    drive(manager, steps, tokenizer)
     levels = manager.levels
     assert levels[-2:] == [0, 0] or sum(levels[-2:]) < sum(levels[:2])
-    assert levels == sorted(levels, reverse=True)  # compression is monotone in age
+    # compression is monotone in age, among turns whose stub is shorter than what it replaces (a stub longer than a
+    # tiny observation is skipped by design)
+    worth = [level for level, (_, observation) in zip(levels, steps) if len(observation.split()) >= 20]
+    assert worth == sorted(worth, reverse=True) and len(worth) >= 6
 
 
 def test_system_and_task_too_big_is_a_clear_overflow(renderer):
