@@ -18,7 +18,7 @@ from rock.telemetry.policy import SafetyPolicy
 from roll.rollout.tamper import DeathWatch, removed_from_outside, score_death
 from roll.safety import SafetyConfig, SafetyGuard
 from roll.tasks.schema import TaskRecord
-from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, verify
+from roll.tasks.workspace import ROLL_SESSION, EnvironmentFailure, prepare_workspace, score_submission, verify
 
 RELIABLE = ("ok", "timeout")
 
@@ -177,7 +177,7 @@ async def verify_and_judge(task: TaskRecord, sandbox: Any, traj: Trajectory, gua
     mark = time.monotonic()
     audit_mark = sandbox.audit.mark()
     try:
-        result = await verify(task, sandbox)
+        result = score_submission(task, traj.outcome, await verify(task, sandbox))
     except EnvironmentFailure as exc:
         traj.metadata["verify_commands"] = [r.model_dump() for r in sandbox.audit.since(audit_mark)]
         return EpisodeResult(traj, exc.kind, str(exc))

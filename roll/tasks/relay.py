@@ -79,7 +79,7 @@ def make_task(index: int, seed: int = 0, split: Split = "train", options: RelayO
         files=files,
         setup=[f"chmod a-w {' '.join(sorted(files))}"],
         verifier=Verifier(command=f"test \"$(tr -d '[:space:]' < {ANSWER_FILE} 2>/dev/null)\" = {code}",
-                          reward="exit_code", timeout=30.0),
+                          reward="exit_code", timeout=30.0, requires_submit=True),
         limits=Limits(max_turns=options.max_turns),
         metadata={"family": "relay", "split": split, "seed": seed, "index": index, "code": code, "chain": chain,
                   "hops": options.hops},

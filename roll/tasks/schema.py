@@ -25,6 +25,9 @@ class Verifier(BaseModel):
         "failure", description="reward=exit_code and the code is not 0 or 1 (a crashed or malformed answer, e.g. "
                                "pytest's 2-5): score 0.0, or count it as a verifier_error (filtered)")
     timeout: float = Field(60.0, gt=0)
+    requires_submit: bool = Field(
+        False, description="an episode that ends without calling submit (turn, token or time limit) scores 0; "
+                           "the verifier's own score stays in reward_info")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Verifier:

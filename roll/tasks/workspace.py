@@ -31,6 +31,14 @@ class VerifyResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def score_submission(task: TaskRecord, outcome: str, result: VerifyResult) -> VerifyResult:
+    """The verifier's result, or 0 for an episode that never submitted when the task requires it (otherwise a
+    policy that repeats its last command until the turn limit is paid as if it had finished)."""
+    if not task.verifier.requires_submit or outcome == "submitted":
+        return result
+    return VerifyResult(0.0, {**result.info, "unsubmitted": True, "verifier_score": result.reward})
+
+
 def _absolute(workdir: str, path: str) -> str:
     return path if path.startswith("/") else posixpath.join(workdir, path)
 

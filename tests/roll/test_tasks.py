@@ -11,7 +11,19 @@ from roll.tasks.dataset import TaskFileError, load_tasks, read_tasks, write_task
 from roll.tasks.expert import expert_calls, takes_shortcut
 from roll.tasks.schema import Verifier
 from roll.tasks.secret_word import SecretWordOptions, generate, make_task
+from roll.tasks.workspace import VerifyResult, score_submission
 from roll.tasks.words import SECRET_WORDS
+
+
+def test_a_task_that_requires_submit_scores_an_unsubmitted_episode_zero() -> None:
+    task = make_task(0)
+    passed = VerifyResult(1.0, {"exit_code": 0})
+    assert score_submission(task, "max_turns", passed) is passed  # not required: the verifier decides alone
+    strict = task.model_copy(update={"verifier": task.verifier.model_copy(update={"requires_submit": True})})
+    assert score_submission(strict, "submitted", passed) is passed
+    for outcome in ("max_turns", "max_tokens", "timeout"):
+        scored = score_submission(strict, outcome, passed)
+        assert scored.reward == 0.0 and scored.info == {"exit_code": 0, "unsubmitted": True, "verifier_score": 1.0}
 
 
 def test_family_is_deterministic_randomized_and_split() -> None:

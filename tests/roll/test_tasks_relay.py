@@ -102,9 +102,12 @@ def test_observing_expert_solves_real_episodes_and_a_wrong_code_fails(sandbox_im
     async def run_all():
         pool = SandboxPool(defaults.sandbox, size=2)
         runner = EpisodeRunner(pool, defaults.agent)
+        cut_short = EpisodeRunner(pool, defaults.agent.model_copy(update={"max_turns": 3}))  # cat, cat, echo
         try:
-            return [await runner.run(task, relay.ObservingExpert(task.instruction, tokenizer),
-                                     trajectory_id=f"t-{task.id}", group_id=task.id) for task in [*tasks, wrong]]
+            played = [await runner.run(task, relay.ObservingExpert(task.instruction, tokenizer),
+                                       trajectory_id=f"t-{task.id}", group_id=task.id) for task in [*tasks, wrong]]
+            return played + [await cut_short.run(tasks[0], relay.ObservingExpert(tasks[0].instruction, tokenizer),
+                                                 trajectory_id="t-unsubmitted", group_id=tasks[0].id)]
         finally:
             await asyncio.to_thread(pool.close)
 
@@ -114,7 +117,10 @@ def test_observing_expert_solves_real_episodes_and_a_wrong_code_fails(sandbox_im
         commands = [turn.tool_call.arguments.get("command") for turn in result.trajectory.turns if turn.tool_call]
         assert commands[:3] == [f"cat {task.metadata['chain'][0]}", f"cat {task.metadata['chain'][1]}",
                                 f"echo {task.metadata['code']} > answer.txt"]
-    assert results[-1].trajectory.reward == 0.0
+    assert results[-2].trajectory.reward == 0.0
+    unsubmitted = results[-1].trajectory  # the right code in answer.txt, but the episode ended at its turn limit
+    assert unsubmitted.outcome == "max_turns" and unsubmitted.reward == 0.0
+    assert unsubmitted.reward_info["unsubmitted"] is True and unsubmitted.reward_info["verifier_score"] == 1.0
 
 
 def test_task_config_selects_the_family_and_checks_its_splits() -> None:
