@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rock.aio import AsyncSandbox
 from rock.config import SandboxConfig
 from rock.sandbox import Sandbox, SandboxError
+
+ACQUIRE_POLL_S = 0.02
 
 
 class PoolClosed(RuntimeError):
@@ -60,17 +63,23 @@ class SandboxPool:
         if self._closed:
             raise PoolClosed("pool is closed")
         try:
-            sandbox = self._ready.get(timeout=timeout)
+            item = self._ready.get(timeout=timeout)
         except queue.Empty:
-            detail = f"; last start error: {self.errors[-1]}" if self.errors else ""
-            raise SandboxError(f"no sandbox became ready within {timeout:.0f}s{detail}") from None
-        if isinstance(sandbox, _StartFailed):
+            raise self._none_ready(timeout) from None
+        return self._hand_out(item)
+
+    def _none_ready(self, timeout: float) -> SandboxError:
+        detail = f"; last start error: {self.errors[-1]}" if self.errors else ""
+        return SandboxError(f"no sandbox became ready within {timeout:.0f}s{detail}")
+
+    def _hand_out(self, item: Sandbox | _StartFailed) -> Sandbox:
+        if isinstance(item, _StartFailed):
             if not self._closed:
                 self._workers.submit(self._start_one)  # keep the pool at its size for the next caller
-            raise SandboxError(f"a pool sandbox failed to start: {sandbox.error}")
+            raise SandboxError(f"a pool sandbox failed to start: {item.error}")
         with self._lock:
-            self._in_use[sandbox.name] = sandbox
-        return sandbox
+            self._in_use[item.name] = item
+        return item
 
     def release(self, sandbox: Sandbox, replace: bool = True) -> None:
         with self._lock:
@@ -80,7 +89,19 @@ class SandboxPool:
             self._workers.submit(self._start_one)
 
     async def acquire_async(self, timeout: float = 120.0) -> AsyncSandbox:
-        return AsyncSandbox(sandbox=await asyncio.to_thread(self.acquire, timeout))
+        """Wait on the event loop, not in a worker thread: episodes waiting for a sandbox in `asyncio.to_thread`
+        held asyncio's default executor (cores + 4 threads), so with more episodes in flight than the pool holds the
+        running episodes' own sandbox commands queued behind them and the episodes hung."""
+        if self._closed:
+            raise PoolClosed("pool is closed")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return AsyncSandbox(sandbox=self._hand_out(self._ready.get_nowait()))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise self._none_ready(timeout) from None
+                await asyncio.sleep(ACQUIRE_POLL_S)
 
     async def release_async(self, sandbox: AsyncSandbox, replace: bool = True) -> None:
         await asyncio.to_thread(self.release, sandbox.sync, replace)
@@ -90,8 +111,6 @@ class SandboxPool:
         return sum(isinstance(item, Sandbox) for item in list(self._ready.queue))
 
     def wait_ready(self, count: int | None = None, timeout: float = 120.0) -> None:
-        import time
-
         deadline = time.monotonic() + timeout
         while self.ready < (count or self.size):
             if time.monotonic() > deadline:
