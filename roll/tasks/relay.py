@@ -6,7 +6,8 @@ The note names the next file (`hops` files in all); the last one holds the code.
 what it reads during the episode: note paths are random, decoy files hold other codes, and the code is drawn from
 9,000 values (`<word>-<number>`, several tokens in any tokenizer), so it must be copied from an observation; no
 constant script solves an instance. Splits are by a hash of the *code*, so a code of the test split never appears
-in train or dev: train (70%), dev (15%) for choosing settings, test (15%) for reporting.
+in train or dev: train (70%), dev (15%) for choosing settings, test (15%) for reporting. The episode must end with
+submit (`Verifier.requires_submit`): a right answer left at the turn limit scores 0.
 
 `ObservingExpert` solves it the way a careful agent would, from its observations only: it reads the note named in
 the instruction, takes the next path from what that read printed, and finally copies the code it saw. It never
