@@ -1,6 +1,5 @@
 """Episodes waiting for a pool sandbox must not starve the running episodes' sandbox commands."""
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,24 +16,22 @@ def test_waiting_acquirers_leave_the_executor_to_running_commands(docker_engine)
     with SandboxPool(SandboxConfig(), size=1) as pool:
         pool.wait_ready(timeout=60)
 
-        async def scenario() -> tuple[float, list]:
+        async def scenario() -> list:
             asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
             holder = await pool.acquire_async(timeout=10)
-            waiters = [asyncio.create_task(pool.acquire_async(timeout=6)) for _ in range(4)]
+            waiters = [asyncio.create_task(pool.acquire_async(timeout=30)) for _ in range(4)]
             await asyncio.sleep(0.3)  # the waiters are waiting now
-            clock = time.monotonic()
-            result = await asyncio.wait_for(holder.run("echo still-served", timeout=5), 4)
-            took = time.monotonic() - clock
+            # the old code served this command only once a waiter's 30 s timeout freed a thread
+            result = await asyncio.wait_for(holder.run("echo still-served", timeout=5), 15)
             assert result.exit_code == 0 and "still-served" in result.output
             await pool.release_async(holder)
             outcomes = await asyncio.gather(*waiters, return_exceptions=True)
             for got in outcomes:
                 if not isinstance(got, BaseException):
                     await pool.release_async(got)
-            return took, outcomes
+            return outcomes
 
-        took, outcomes = asyncio.run(scenario())
-    assert took < 3.0
+        outcomes = asyncio.run(scenario())
     served = [o for o in outcomes if not isinstance(o, BaseException)]
     assert served, "the released sandbox's replacement went to a waiter"
     assert all(isinstance(o, SandboxError) for o in outcomes if isinstance(o, BaseException)), outcomes
