@@ -66,9 +66,18 @@ def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path,
     started = time.monotonic()
     with progress_bar(f"eval {label}", total=len(tasks) * ecfg.eval.samples_per_task,
                       enabled=cfg.metrics.progress_bar) as bar:
+        relaunched = [0]
+
+        def on_episode(result: Any) -> None:
+            if ecfg.rollout.filter.enabled and result.status in ecfg.rollout.filter.discard:
+                relaunched[0] += 1  # launched again (or its task dropped): not a finished evaluation episode
+                bar.note(f"relaunched {relaunched[0]}")
+            else:
+                bar.advance()
+
         scheduler = RolloutScheduler(ecfg.rollout, ecfg.agent, ecfg.sandbox, model_path, engines, tasks,
                                      seed=ecfg.eval.seed, shuffle=False, request_timeout=ecfg.engine.request_timeout,
-                                     on_episode=lambda _: bar.advance())
+                                     on_episode=on_episode)
         try:
             scheduler.start()
             batch = scheduler.collect(policy_version=policy_version)
