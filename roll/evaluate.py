@@ -52,6 +52,37 @@ def eval_config(cfg: RootConfig) -> RootConfig:
     return cfg.model_copy(update={"task": task, "agent": agent, "rollout": rollout})
 
 
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two policies on the same instances: how many each solved that the other did not, and the exact two-sided
+    sign-test (McNemar) p-value of that split under "neither is better"."""
+    fixed: int  # solved after, not before
+    broken: int  # solved before, not after
+    p_value: float
+
+    def line(self, before: str = "the SFT start", after: str = "RL") -> str:
+        beyond_noise = self.p_value < 0.05
+        if self.fixed > self.broken:
+            verdict = f"{after} beats {before}" if beyond_noise else f"{after} is ahead of {before}, within noise"
+        elif self.fixed < self.broken:
+            verdict = f"{after} is worse than {before}" if beyond_noise else f"{after} is behind {before}, within noise"
+        else:
+            verdict = f"{after} ties {before}"
+        return f"{verdict}: {self.fixed} instances fixed, {self.broken} broken (paired sign test p = {self.p_value:.2g})"
+
+
+def paired_comparison(before: dict[str, float], after: dict[str, float]) -> PairedComparison:
+    """Compare per-instance rewards (solved = reward >= 1) on the instances both evaluations ran."""
+    from math import comb
+
+    shared = before.keys() & after.keys()
+    fixed = sum(before[k] < 1.0 <= after[k] for k in shared)
+    broken = sum(after[k] < 1.0 <= before[k] for k in shared)
+    n, k = fixed + broken, min(fixed, broken)
+    p_value = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return PairedComparison(fixed, broken, p_value)
+
+
 def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path, label: str,
                           policy_version: int | None = None, output: str | Path | None = None) -> EvalResult:
     """One batch of held-out episodes with the policy the engines serve; `output` gets the trajectories."""

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from roll.cli_common import CONFIG_DIR, OVERRIDES, err, load_or_exit
+from roll.evaluate import paired_comparison
 from roll.models.resolve import resolve_model_path
 
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -108,6 +109,7 @@ def register(app: typer.Typer) -> None:
         if "start" in evals and "final" in evals:
             s, f = evals["start"], evals["final"]
             err.print(f"held-out success: start {s['solved']}/{s['total']} -> RL {f['solved']}/{f['total']}")
+            err.print(paired_comparison(s.get("per_task", {}), f.get("per_task", {})).line())
         print(directory, file=sys.stdout)
 
     @app.command(context_settings=EXTRA)
