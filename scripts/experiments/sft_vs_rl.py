@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"plan": asdict(plan), "dry_run": True}
 
     from roll.config import prepare_run_dir
-    from roll.evaluate import evaluate_checkpoint
+    from roll.evaluate import evaluate_checkpoint, paired_comparison
     from roll.train_cli import run_sft_command
 
     directory = prepare_run_dir(cfg)
@@ -169,11 +169,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = evaluate_checkpoint(eval_config_for(run_dir, Path(model_dir)), label="more SFT")
     rows["more SFT"] = dict(result.as_dict(), seconds=train_s)
     summary = {"plan": asdict(plan), "sft_train_s": train_s, "sft_wall_s": sft_wall, "results": rows}
-    (out_dir / "sft_vs_rl.json").write_text(json.dumps(summary, indent=1))
     Console().print(results_table(rows))
-    verdict = "more SFT beats RL" if rows["more SFT"]["solved"] > rows["RL (IPA)"]["solved"] else \
-        "RL beats more SFT" if rows["RL (IPA)"]["solved"] > rows["more SFT"]["solved"] else "RL and more SFT tie"
-    print(f"{verdict}: SFT training {train_s:.0f} s (wall with golden data and start-up {sft_wall:.0f} s) against "
+    versus_rl = paired_comparison(rl_eval["final"]["per_task"], result.per_task)
+    versus_start = paired_comparison(rl_eval["start"]["per_task"], result.per_task)
+    summary["paired"] = {"more_sft_vs_rl": asdict(versus_rl), "more_sft_vs_start": asdict(versus_start)}
+    (out_dir / "sft_vs_rl.json").write_text(json.dumps(summary, indent=1))
+    print(versus_rl.line(before="RL", after="more SFT"))
+    print(versus_start.line(before="the SFT start", after="more SFT"))
+    print(f"SFT training {train_s:.0f} s (wall with golden data and start-up {sft_wall:.0f} s; "
+          f"{plan.steps} steps planned from the SFT start's {plan.sft_step_s:.1f} s per step) against "
           f"RL training {plan.budget_s:.0f} s")
     return summary
 
