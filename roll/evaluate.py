@@ -65,7 +65,8 @@ class PairedComparison:
         if self.fixed > self.broken:
             verdict = f"{after} beats {before}" if beyond_noise else f"{after} is ahead of {before}, within noise"
         elif self.fixed < self.broken:
-            verdict = f"{after} is worse than {before}" if beyond_noise else f"{after} is behind {before}, within noise"
+            verdict = f"{after} is worse than {before}" if beyond_noise else \
+                f"{after} is behind {before}, within noise"
         else:
             verdict = f"{after} ties {before}"
         return f"{verdict}: {self.fixed} instances fixed, {self.broken} broken (paired sign test p = {self.p_value:.2g})"
