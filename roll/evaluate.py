@@ -69,7 +69,8 @@ class PairedComparison:
                 f"{after} is behind {before}, within noise"
         else:
             verdict = f"{after} ties {before}"
-        return f"{verdict}: {self.fixed} instances fixed, {self.broken} broken (paired sign test p = {self.p_value:.2g})"
+        counts = f"{self.fixed} instances fixed, {self.broken} broken"
+        return f"{verdict}: {counts} (paired sign test p = {self.p_value:.2g})"
 
 
 def paired_comparison(before: dict[str, float], after: dict[str, float]) -> PairedComparison:
