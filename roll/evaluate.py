@@ -99,12 +99,13 @@ def evaluate_with_engines(cfg: RootConfig, engines: Any, model_path: str | Path,
     started = time.monotonic()
     with progress_bar(f"eval {label}", total=len(tasks) * ecfg.eval.samples_per_task,
                       enabled=cfg.metrics.progress_bar) as bar:
-        relaunched = [0]
+        relaunched = 0
 
         def on_episode(result: Any) -> None:
-            if ecfg.rollout.filter.enabled and result.status in ecfg.rollout.filter.discard:
-                relaunched[0] += 1  # launched again (or its task dropped): not a finished evaluation episode
-                bar.note(f"relaunched {relaunched[0]}")
+            nonlocal relaunched
+            if ecfg.rollout.filter.discards(result.status):
+                relaunched += 1  # launched again (or its task dropped): not a finished evaluation episode
+                bar.note(f"relaunched {relaunched}")
             else:
                 bar.advance()
 

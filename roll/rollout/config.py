@@ -20,6 +20,10 @@ class FilterConfig(BaseModel):
         Field(default_factory=lambda: ["sandbox_error", "setup_error", "verifier_error", "hung", "engine_error"],
               description="which failure kinds count as unreliable ('timeout' = the agent's own wall limit)")
 
+    def discards(self, status: str) -> bool:
+        """An episode with this status is discarded (and relaunched, or its group dropped)."""
+        return self.enabled and status != "ok" and status in self.discard
+
 
 class RolloutConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -73,7 +73,7 @@ def run_rollout(cfg: RootConfig, console: Console | None = None) -> dict[str, An
             counts = {"ok": 0, "solved": 0, "filtered": 0}
 
             def on_episode(result: Any) -> None:
-                if result.status in cfg.rollout.filter.discard and cfg.rollout.filter.enabled:
+                if cfg.rollout.filter.discards(result.status):
                     counts["filtered"] += 1
                 else:
                     counts["ok"] += 1

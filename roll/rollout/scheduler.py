@@ -273,8 +273,7 @@ class RolloutScheduler:
             self.on_episode(result)
         if group.dropped:
             return
-        unreliable = result.status != "ok" and result.status in self.cfg.filter.discard
-        if unreliable and self.cfg.filter.enabled:
+        if self.cfg.filter.discards(result.status):
             self.counters.filtered[result.status] += 1
             self.discarded.append(result.trajectory)
             group.attempts[sample] += 1
