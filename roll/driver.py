@@ -108,7 +108,8 @@ class RLDriver:
         trajectories, filtered_groups = self.select(batch)
         built = build_samples(trajectories, error_masking=algo.error_masking, max_seq_len=cfg.trainer.max_seq_len,
                               truncation=cfg.trainer.truncation,
-                              failure_reward=algo.failure_reward)  # chunks = turns of the record
+                              failure_reward=algo.failure_reward,  # chunks = turns of the record
+                              reward_baseline=algo.reward_baseline)
         samples = built.samples
         train: dict[str, Any] = {}
         if samples:

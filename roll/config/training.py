@@ -70,6 +70,17 @@ class AlgorithmConfig(_Strict):
         None, description="reward a failed trajectory (verifier score <= 0) is trained with, e.g. -1 to push "
                           "failures down; the safety penalty still applies and the record keeps the verifier's "
                           "outcome (null: train with the recorded reward)")
+    reward_baseline: Literal["none", "mean", "rloo"] = Field(
+        "none", description="ipa only: subtract the group's mean training reward (rloo: the others' mean) from each "
+                            "trajectory's before the loss, so below-average episodes take the TOPR branch and "
+                            "all-equal groups give no gradient (grpo/gspo/ppo centre within groups themselves)")
+
+    @model_validator(mode="after")
+    def _check(self) -> AlgorithmConfig:
+        if self.reward_baseline != "none" and self.name != "ipa":
+            raise ValueError(f"algorithm.reward_baseline: {self.reward_baseline!r} is for ipa; {self.name} centres "
+                             f"rewards itself (reinforce: algorithm.params.baseline)")
+        return self
 
 
 class LoopConfig(_Strict):

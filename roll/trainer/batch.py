@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from iflow.trajectory import Trajectory, training_sequences
-from ipa import LossInputs, chunk_index
+from ipa import LossInputs, baseline_advantages, chunk_index
 from roll.rewards import training_reward
 
 # What happens to a training sequence longer than trainer.max_seq_len (its tail is cut in every mode but the first):
@@ -71,26 +71,32 @@ def _trajectory_chunk_rewards(trajectory: Trajectory, chunk_of_turn: dict[int, i
     return rewards
 
 
+def _group_key(trajectory: Trajectory) -> str:
+    return trajectory.group_id if trajectory.group_id is not None else trajectory.task_id or trajectory.id
+
+
 def build_samples(
     trajectories: Sequence[Trajectory], *, error_masking: bool, max_seq_len: int | None = None,
-    truncation: str = "keep", failure_reward: float | None = None,
+    truncation: str = "keep", failure_reward: float | None = None, reward_baseline: str = "none",
 ) -> SampleSet:
     """One sample per training sequence, and how many were cut. `error_masking` drops turns with train_mask=0 from
     the loss (they stay chunks: K and the discounting count them). `truncation` is one of TRUNCATION_MODES.
 
     Group ids are dense ints in order of first appearance of `group_id` (falling back to `task_id`); trajectory
-    rewards of None count as 0; a failed trajectory is trained with `failure_reward` (roll.rewards.training_reward).
+    rewards of None count as 0; a failed trajectory is trained with `failure_reward` (roll.rewards.training_reward),
+    then `reward_baseline` (ipa.BASELINES) centres each trajectory's reward on its group's (whole trajectories,
+    over all of `trajectories`, so a group split across micro-batches keeps its baseline).
     Per-turn rewards become `chunk_rewards` (by chunk id) when any turn has one."""
     if truncation not in TRUNCATION_MODES:
         raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
     groups: dict[str, int] = {}
+    group_of = [groups.setdefault(_group_key(t), len(groups)) for t in trajectories]
+    rewards = baseline_advantages(torch.tensor([training_reward(t, failure_reward) for t in trajectories]),
+                                  torch.tensor(group_of, dtype=torch.long), reward_baseline).tolist()
     samples: list[Sample] = []
     sequences = cut = 0
-    for t_index, trajectory in enumerate(trajectories):
-        key = trajectory.group_id if trajectory.group_id is not None else trajectory.task_id or trajectory.id
-        group = groups.setdefault(key, len(groups))
+    for t_index, (trajectory, group, reward) in enumerate(zip(trajectories, group_of, rewards)):
         chunk_of_turn = {turn.index: k for k, turn in enumerate(t for t in trajectory.turns if t.completion_ids)}
-        reward = training_reward(trajectory, failure_reward)
         chunk_rewards = _trajectory_chunk_rewards(trajectory, chunk_of_turn, reward)
         pieces = []
         for seq in training_sequences(trajectory):

@@ -14,13 +14,13 @@ from roll.safety import SafetyGuard
 from roll.trainer.batch import build_samples, plan
 
 
-def _trajectory(tid: str, reward: float, turns: int = 2) -> Trajectory:
+def _trajectory(tid: str, reward: float, turns: int = 2, group: str = "g") -> Trajectory:
     records, prompt = [], [1, 2, 3]
     for k in range(turns):
         completion = [10 * k + 1, 10 * k + 2, 10 * k + 3]
         records.append(Turn(index=k, prompt_ids=list(prompt), completion_ids=completion, logprobs=[-0.5] * 3))
         prompt = prompt + completion + [100 + k, 101 + k]
-    return Trajectory(id=tid, task_id="g", group_id="g", turns=records, reward=reward)
+    return Trajectory(id=tid, task_id=group, group_id=group, turns=records, reward=reward)
 
 
 def _penalized(tid: str, verified: float, penalty: float) -> Trajectory:
@@ -29,8 +29,9 @@ def _penalized(tid: str, verified: float, penalty: float) -> Trajectory:
     return trajectory
 
 
-def _batch(trajectories: list[Trajectory], failure_reward: float | None):
-    samples = build_samples(trajectories, error_masking=False, failure_reward=failure_reward).samples
+def _batch(trajectories: list[Trajectory], failure_reward: float | None, reward_baseline: str = "none"):
+    samples = build_samples(trajectories, error_masking=False, failure_reward=failure_reward,
+                            reward_baseline=reward_baseline).samples
     ((mb,),) = plan(samples, pad_id=0, max_tokens=10_000, world_size=1)[0]
     return samples, mb
 
@@ -53,18 +54,24 @@ def test_training_reward_maps_failures_and_keeps_the_safety_penalty() -> None:
     assert penalized_failure.reward_info["reward_before_safety"] == 0.0
 
 
-def _failure_token_gradient(failure_reward: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chunk returns of the failed row, and d loss / d log π on its trained tokens, one IPA loss on π_θ = π_old."""
-    _, mb = _batch([_trajectory("s", 1.0), _trajectory("f", 0.0)], failure_reward)
+def _token_gradients(trajectories: list[Trajectory], failure_reward: float | None, reward_baseline: str = "none"):
+    """The micro-batch and d loss / d log π of every token, one IPA loss on π_θ = π_old."""
+    _, mb = _batch(trajectories, failure_reward, reward_baseline)
     mb.old_logp = mb.engine_logp.clone()
     logp = mb.engine_logp.clone().requires_grad_(True)
     params = {"gamma": 0.9, "global_denominator": float(local_denominator(mb.loss_mask, "token-mean"))}
     out = compute_loss("ipa", mb.loss_inputs(logp), **params)
     out.loss.backward()
+    return mb, logp.grad
+
+
+def _failure_token_gradient(failure_reward: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chunk returns of the failed row, and d loss / d log π on its trained tokens."""
+    mb, grad = _token_gradients([_trajectory("s", 1.0), _trajectory("f", 0.0)], failure_reward)
     failed = int(torch.nonzero(mb.rewards <= 0)[0])
     returns = chunk_returns(mb.rewards, mb.chunk_ids, 0.9, mb.chunk_rewards, trajectory_chunks=mb.trajectory_chunks)
     tokens = mb.loss_mask[failed]
-    return returns[failed], logp.grad[failed][tokens], mb.rewards
+    return returns[failed], grad[failed][tokens], mb.rewards
 
 
 def test_a_failure_reward_of_minus_one_pushes_the_failed_trajectory_down() -> None:
@@ -84,3 +91,25 @@ def test_the_config_key_composes_for_every_algorithm() -> None:
     for name in ("ipa", "grpo", "gspo", "ppo", "reinforce"):
         assert load_config("train", [f"algorithm={name}"]).algorithm.failure_reward is None
     assert load_config("train", ["algorithm.failure_reward=-1"]).algorithm.failure_reward == -1.0
+
+
+def test_a_group_mean_baseline_pushes_below_average_episodes_down_and_ignores_all_equal_groups() -> None:
+    batch = [_trajectory("s1", 1.0, group="mixed"), _trajectory("s2", 1.0, group="mixed"),
+             _trajectory("s3", 1.0, group="mixed"), _trajectory("f", 0.0, group="mixed"),
+             _trajectory("a1", 1.0, group="solved"), _trajectory("a2", 1.0, group="solved")]
+    mb, grad = _token_gradients(batch, failure_reward=None, reward_baseline="mean")
+    assert mb.rewards.tolist() == pytest.approx([0.25, 0.25, 0.25, -0.75, 0.0, 0.0])
+    tokens = mb.loss_mask
+    assert (grad[0][tokens[0]] < 0).all()  # an above-average success goes up ...
+    assert (grad[3][tokens[3]] > 0).all()  # ... the failure beside it goes down, with no failure_reward set
+    assert (grad[4:][tokens[4:]] == 0).all()  # a group that all succeeded carries no signal
+    assert batch[3].reward == 0.0  # the record keeps the verifier's outcome
+    rloo = [s.reward for s in build_samples(batch, error_masking=False, reward_baseline="rloo").samples]
+    assert rloo == pytest.approx([1 / 3, 1 / 3, 1 / 3, -1.0, 0.0, 0.0])
+
+
+def test_the_reward_baseline_key_is_for_ipa_only() -> None:
+    assert load_config("train", []).algorithm.reward_baseline == "none"
+    assert load_config("train", ["algorithm.reward_baseline=mean"]).algorithm.reward_baseline == "mean"
+    with pytest.raises(Exception, match="reward_baseline"):
+        load_config("train", ["algorithm=grpo", "algorithm.reward_baseline=mean"])
