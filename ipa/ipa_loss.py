@@ -17,12 +17,13 @@ from ipa.aggregate import aggregate, check_agg
 from ipa.behaviour import DEFAULT_BEHAVIOUR_CAP, behaviour_weight, truncated
 from ipa.chunks import chunks_per_row
 from ipa.regularizers import add_regularizers
-from ipa.segment import broadcast_to_tokens, num_chunk_slots, segment_count, segment_mean
+from ipa.segment import broadcast_to_tokens, masked_row_mean, num_chunk_slots, segment_count, segment_mean
 from ipa.types import LossOutput, fraction, masked_mean_max, to_floats
 
 DEFAULT_GAMMA = 0.95
 DEFAULT_MISMATCH_HIGH = 5.0
 DEFAULT_AGG = "seq-mean-token-sum"
+RATIO_LEVELS: tuple[str, ...] = ("token", "chunk", "sequence")
 
 
 def _chunk_counts(chunk_ids: Tensor, trajectory_chunks: Tensor | None) -> Tensor:
@@ -106,6 +107,27 @@ def chunk_ratio(logp: Tensor, old_logp: Tensor, chunk_ids: Tensor, num_chunks: i
     return torch.exp(segment_mean(logp.float() - old_logp.float(), chunk_ids, K))
 
 
+def ratio_at_level(logp: Tensor, old_logp: Tensor, trained: Tensor, chunk_ids: Tensor, num_chunks: int,
+                   level: str = "chunk") -> tuple[Tensor, Tensor, Tensor]:
+    """The importance ratio π_θ/π_old at a granularity (the ablation of the paper's Fig. 9), detached.
+
+    "token": ρ_t = exp(log π_θ(t) − log π_old(t)); "chunk": Eq. 8, ρ_c of the token's chunk; "sequence": one
+    ρ per row, exp of the mean log-ratio over its trained tokens (GSPO's length-normalised sequence ratio).
+    Returns (ρ of every token [B, T], 1 outside `trained`; ρ of every unit; the units that hold trained tokens),
+    the units being tokens [B, T], chunks [B, K] or rows [B]. `chunk_ids` must be -1 outside `trained`."""
+    if level not in RATIO_LEVELS:
+        raise ValueError(f"unknown ratio_level {level!r}; expected one of {RATIO_LEVELS}")
+    log_ratio = torch.where(trained, logp.detach().float() - old_logp.float(), 0.0)
+    if level == "token":
+        per_token = torch.where(trained, torch.exp(log_ratio), 1.0)
+        return per_token, per_token, trained
+    if level == "chunk":
+        per_chunk = torch.exp(segment_mean(log_ratio, chunk_ids, num_chunks))
+        return broadcast_to_tokens(per_chunk, chunk_ids, fill=1.0), per_chunk, segment_count(chunk_ids, num_chunks) > 0
+    per_row = torch.exp(masked_row_mean(log_ratio, trained))
+    return torch.where(trained, per_row.unsqueeze(1), 1.0), per_row, trained.any(dim=1)
+
+
 def within_bounds(ratio: Tensor, high: float | None, low: float | None = None) -> Tensor:
     """1[low ≤ ratio ≤ high] as a bool tensor; a bound of None is no bound."""
     keep = torch.ones_like(ratio, dtype=torch.bool)
@@ -153,6 +175,7 @@ def ipa_loss(
     ref_logp: Tensor | None = None,
     entropy_coef: float = 0.0,
     entropy: Tensor | None = None,
+    ratio_level: str = "chunk",
 ) -> LossOutput:
     """Eq. 9 with the behaviour correction, per token t of chunk c:  ℓ_t = − β_c · w_c · G_c · m_c · log π_θ(t),
     then aggregated by `agg`.
@@ -172,6 +195,8 @@ def ipa_loss(
     Trained tokens are those with `assistant_mask` and a chunk id ≥ 0; ρ_c and m_c average over them only, while
     K and the discounting of Eq. 7 follow `chunk_ids` (a turn left out of training still counts as a step).
     Tokens of dropped chunks contribute 0 but stay in the aggregation's denominator.
+    `ratio_level` "token" or "sequence" replaces ρ_c in w_c by the token's own ratio or the row's sequence ratio
+    (`ratio_at_level`; the paper's Fig. 9 ablation); the ratio metrics are then over tokens or rows.
     Inputs may be float32 or bfloat16; the loss is computed in float32.
     """
     check_agg(agg)
@@ -187,20 +212,21 @@ def ipa_loss(
     present = counts > 0  # chunks with at least one trained token
     returns = chunk_returns(rewards, chunk_ids, gamma, chunk_rewards, num_chunks=K,
                             trajectory_chunks=trajectory_chunks)  # Eq. 7
-    ratio = torch.exp(segment_mean(logp32.detach() - old32, ids, K, counts))  # Eq. 8
+    ratio_tok, ratio, ratio_units = ratio_at_level(logp32, old32, trained, ids, K, ratio_level)  # Eq. 8
     log_mismatch = segment_mean(old32 - engine32, ids, K, counts)
     mismatch = torch.exp(log_mismatch)
     keep = within_bounds(mismatch, mismatch_high, mismatch_low)  # m_c
     beta = behaviour_weight(log_mismatch, behaviour_cap)  # β_c
 
     positive = (rewards > 0).unsqueeze(1)
-    weight = torch.where(positive, torch.ones_like(ratio), ratio.clamp(0.0, 1.0))  # w_c, already stop-gradient
-    coef = beta * weight * returns * keep  # β_c · w_c · G_c · m_c
-    loss_tok = -broadcast_to_tokens(coef, ids) * logp32  # Eq. 9
+    weight = torch.where(positive, 1.0, ratio_tok.clamp(0.0, 1.0))  # w_c (per token), already stop-gradient
+    coef = broadcast_to_tokens(beta * returns * keep, ids) * weight  # β_c · w_c · G_c · m_c
+    loss_tok = -coef * logp32  # Eq. 9
     loss_tok, extra = add_regularizers(loss_tok, logp32, trained, kl_coef, ref_logp, entropy_coef, entropy)
     loss = aggregate(loss_tok, trained, agg, global_denominator, norm_length, trajectory_ids)
 
-    ratio_mean, ratio_max = masked_mean_max(ratio, present)
+    ratio_mean, ratio_max = masked_mean_max(ratio, ratio_units)
+    negative = ~positive if ratio.dim() == 2 else ~positive.squeeze(1)
     mismatch_mean, mismatch_max = masked_mean_max(mismatch, present)
     return_mean, _ = masked_mean_max(returns, present)
     metrics = {
@@ -209,7 +235,7 @@ def ipa_loss(
         "token_mask_frac": (counts * ~keep).sum() / counts.sum().clamp(min=1),
         "ratio_mean": ratio_mean,
         "ratio_max": ratio_max,
-        "clip_frac": fraction(~positive & (ratio > 1.0), present),
+        "clip_frac": fraction(negative & (ratio > 1.0), ratio_units),
         "mismatch_ratio_mean": mismatch_mean,
         "mismatch_ratio_max": mismatch_max,
         "return_mean": return_mean,

@@ -15,7 +15,7 @@ _BEHAVIOUR = ("behaviour_cap",)  # the truncated π_old/μ weight of the decoupl
 
 # The keyword parameters each algorithm accepts; anything else is a ValueError (a typo must not pass silently).
 ALGORITHM_PARAMS: dict[str, tuple[str, ...]] = {
-    "ipa": _COMMON + _MISMATCH + _BEHAVIOUR + ("gamma",),
+    "ipa": _COMMON + _MISMATCH + _BEHAVIOUR + ("gamma", "ratio_level"),
     "grpo": _COMMON + _MISMATCH + _CLIP + _BEHAVIOUR + ("norm_adv_by_std",),
     "gspo": _COMMON + _CLIP + _BEHAVIOUR + ("norm_adv_by_std",),
     "ppo": _COMMON + _MISMATCH + _CLIP + _BEHAVIOUR,

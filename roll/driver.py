@@ -80,7 +80,7 @@ class RLDriver:
             self.console.print(f"resumed from {checkpoint} (step {self.start_step}, policy version {self.version})")
         self.logger = MetricsLogger(self.run_dir, cfg.metrics, config=cfg.model_dump(mode="json"),
                                     name=cfg.run.name, resume_step=self.start_step if checkpoint else None)
-        if cfg.loop.eval_at_end and "start" not in self.evals:
+        if cfg.loop.eval_at_end and cfg.loop.eval_start and "start" not in self.evals:
             self.evals["start"] = self.evaluate("start")
         self.scheduler = self._scheduler()
         if driver_state is not None and "scheduler" in driver_state:

