@@ -170,7 +170,7 @@ class Agent:
         answered = time.monotonic()
         turn.completion_text, turn.completion_ids = completion.text, list(completion.token_ids)
         turn.logprobs, turn.finish_reason = list(completion.logprobs), completion.finish_reason
-        turn.policy_version = completion.policy_version
+        turn.policy_version, turn.replayed = completion.policy_version, completion.replayed
         parsed = parse_completion(completion.text, completion.tool_calls)
         error = parsed.error or (self.registry.check(parsed.call) if parsed.call else None)
         if parsed.call is None and error is None and not self.config.text_answer_ends_episode:

@@ -184,6 +184,8 @@ class RLDriver:
             "sample_staleness": (self.version - 1 - stats["min_sample_version"])
             if stats.get("min_sample_version") is not None else None,
             "rollout_tokens_per_s": stats.get("tokens_per_s"), "replayed": stats.get("replayed", 0),
+            "resampled_episodes": stats.get("resampled_episodes", 0),
+            "plain_success_rate": stats.get("plain_success_rate"),
             **times, **sync,
         }
         metrics.update(safety_panel(batch.trajectories))  # events by category, and what was done about them

@@ -26,6 +26,7 @@ class Completion(BaseModel):
     policy_version: int | None = None
     tool_calls: list[dict[str, Any]] | None = None  # native OpenAI tool_calls, when the server returned them
     prompt_tokens: int = 0
+    replayed: bool = False  # taken from a recorded trajectory (iflow.policy.prefix), not generated
 
 
 @runtime_checkable

@@ -63,4 +63,7 @@ class RootConfig(BaseModel):
     @model_validator(mode="after")
     def _placement(self) -> RootConfig:
         place(self)  # every GPU-using actor fits the declared GPUs (else one line naming the role that does not)
+        if self.rollout.resampling.enabled and isinstance(self.agent, BlackBoxAgentConfig):
+            raise ValueError("rollout.resampling.enabled needs the iflow agent: a black-box agent (agent=blackbox) "
+                             "cannot replay an expert prefix")
         return self

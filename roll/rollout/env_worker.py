@@ -82,7 +82,8 @@ class EnvWorker:
         self.running += 1
         try:
             result = await self._runner_for(task).run(task, policy, trajectory_id=spec["trajectory_id"],
-                                                      group_id=spec.get("group_id"), metadata=spec.get("metadata"))
+                                                      group_id=spec.get("group_id"), metadata=spec.get("metadata"),
+                                                      **prefix_of(spec))
         finally:
             self.running -= 1
             self.finished += 1
@@ -98,7 +99,7 @@ class EnvWorker:
             results = await asyncio.gather(*(
                 self._runner_for(task).run(task, batcher.policy(i), trajectory_id=spec["trajectory_id"],
                                            group_id=spec.get("group_id"), metadata=spec.get("metadata"),
-                                           on_agent_done=lambda i=i: batcher.leave(i))
+                                           on_agent_done=lambda i=i: batcher.leave(i), **prefix_of(spec))
                 for i, (task, spec) in enumerate(zip(tasks, specs))))
         finally:
             self.running -= len(specs)
@@ -116,6 +117,15 @@ class EnvWorker:
         if self.proxy is not None:
             self.proxy.stop()
         reap()
+
+
+def prefix_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """The runner's `prefix` keyword for a spec that resamples from an expert prefix (none otherwise)."""
+    if not spec.get("prefix"):
+        return {}
+    from iflow.trajectory import Trajectory
+
+    return {"prefix": (Trajectory.model_validate(spec["prefix"]["trajectory"]), int(spec["prefix"]["turns"]))}
 
 
 def create_env_worker(index: int, model_path: str, sandbox: Any, agent: Any, rollout: Any, engines: list[Any],

@@ -13,6 +13,7 @@ from typing import Any
 
 from iflow.agent import Agent
 from iflow.config import AgentConfig
+from iflow.policy.prefix import PrefixPolicy
 from iflow.trajectory import Trajectory
 from rock.telemetry.policy import SafetyPolicy
 from roll.rollout.tamper import DeathWatch, removed_from_outside, score_death
@@ -66,8 +67,13 @@ class EpisodeRunner:
         self.episode_timeout = episode_timeout
 
     async def run(self, task: TaskRecord, policy: Any, *, trajectory_id: str, group_id: str | None = None,
-                  metadata: dict[str, Any] | None = None, on_agent_done: Any = None) -> EpisodeResult:
-        """`on_agent_done()` is called once the agent no longer needs the policy (lockstep batching)."""
+                  metadata: dict[str, Any] | None = None, on_agent_done: Any = None,
+                  prefix: tuple[Trajectory, int] | None = None) -> EpisodeResult:
+        """`on_agent_done()` is called once the agent no longer needs the policy (lockstep batching). `prefix`
+        (trajectory, k): replay its first k turns, then let `policy` continue; if a replayed turn's observation
+        differs from the recording the episode stops with status "prefix_refused"."""
+        if prefix is not None:
+            policy = PrefixPolicy(prefix[0], prefix[1], policy)
         try:
             return await self._run_guarded(task, policy, trajectory_id, group_id, metadata, on_agent_done)
         finally:
@@ -127,7 +133,8 @@ class EpisodeRunner:
             guard = SafetyGuard(sandbox, self.safety, protected=task.metadata.get("protected"))
             await guard.start()
         watch = DeathWatch(sandbox, guard.on_turn_end if guard else None)
-        agent = Agent(policy, sandbox, agent_config_for(task, self.agent), on_turn_end=watch.on_turn_end)
+        on_turn_end = watch.on_turn_end if not isinstance(policy, PrefixPolicy) else checked_prefix(policy, watch)
+        agent = Agent(policy, sandbox, agent_config_for(task, self.agent), on_turn_end=on_turn_end)
         try:
             traj = await agent.run(task.instruction, task_id=task.id, trajectory_id=traj.id,
                                    metadata=dict(traj.metadata))
@@ -157,6 +164,9 @@ class EpisodeRunner:
         timings["agent"] = time.monotonic() - mark
         if traj.outcome == "error":
             return EpisodeResult(traj, "engine_error", traj.error)
+        refused = str(traj.metadata.get("termination_reason", ""))
+        if refused.startswith(PREFIX_REFUSED):
+            return EpisodeResult(traj, "prefix_refused", refused)
 
         try:
             health = await sandbox.run("true", timeout=15, session=ROLL_SESSION)
@@ -191,6 +201,19 @@ async def verify_and_judge(task: TaskRecord, sandbox: Any, traj: Trajectory, gua
         if verdict.quarantine:
             traj.metadata["quarantined"] = await sandbox.quarantine()
     return EpisodeResult(traj, "timeout" if traj.outcome == "timeout" else "ok")
+
+
+PREFIX_REFUSED = "prefix refused"
+
+
+def checked_prefix(policy: PrefixPolicy, watch: DeathWatch) -> Any:
+    """The turn hook of a resampled episode: the usual one (events, a dead sandbox), then the prefix check (a
+    refused prefix stops the episode)."""
+    async def on_turn_end(turn: Any, traj: Trajectory) -> str | None:
+        reason = await watch.on_turn_end(turn, traj)
+        return reason or policy.check(turn)
+
+    return on_turn_end
 
 
 def new_trajectory(task: TaskRecord, trajectory_id: str, group_id: str | None,

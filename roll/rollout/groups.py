@@ -56,6 +56,8 @@ class Group:
     dropped: bool = False
     launch_version: int = 0
     index: int = 0  # the scheduler's running count: groups are made (and their tasks drawn) in this order
+    anchors: list[int] = field(default_factory=list)  # resampling: expert turns each sample replays (empty: none)
+    expert: Trajectory | None = None  # ... from this trajectory
 
     @property
     def complete(self) -> bool:
@@ -113,11 +115,17 @@ def batch_stats(groups: list[list[Trajectory]], counters: StepCounters, seconds:
     tokens = sum(len(turn.completion_ids) for t in trajectories for turn in t.turns)
     versions = [v for t in trajectories for v in t.metadata.get("policy_versions", [])]
     n = len(trajectories)
+    plain = [t for t in trajectories if not t.metadata.get("prefix_turns")]  # not started from an expert prefix
+
+    def solved(ts: list[Trajectory]) -> float | None:
+        return sum((t.reward or 0.0) >= 1.0 for t in ts) / len(ts) if ts else None
+
     return {
         "episodes": n, "groups": len(groups), "success_rate": sum(r >= 1.0 for r in rewards) / n if n else 0.0,
         "mean_reward": sum(rewards) / n if n else 0.0, "completion_tokens": tokens,
         "mean_turns": sum(len(t.turns) for t in trajectories) / n if n else 0.0,
         "seconds": seconds, "episodes_per_s": n / seconds if seconds > 0 else 0.0,
         "tokens_per_s": tokens / seconds if seconds > 0 else 0.0, "policy_version": policy_version,
-        "min_sample_version": min(versions) if versions else None, **counters.as_dict(),
+        "min_sample_version": min(versions) if versions else None,
+        "resampled_episodes": n - len(plain), "plain_success_rate": solved(plain), **counters.as_dict(),
     }

@@ -33,6 +33,7 @@ from roll.rollout.config import RolloutConfig
 from roll.rollout.env_worker import create_env_worker
 from roll.rollout.episode import EpisodeResult, episode_deadline
 from roll.rollout.groups import Group, RolloutBatch, StepCounters, TaskStream, batch_stats
+from roll.rollout.resampling import Resampler
 from roll.tasks.schema import TaskRecord
 
 
@@ -51,6 +52,8 @@ class RolloutScheduler:
         self.engines = engines
         self.request_timeout = request_timeout
         self.stream = TaskStream(tasks, seed=seed, shuffle=shuffle)
+        self.resampler = Resampler(rollout.resampling, rollout.group_size, seed) if rollout.resampling.enabled \
+            else None
         self.on_episode = on_episode
         self.version = 0
         self.workers: list[Any] = []
@@ -177,11 +180,13 @@ class RolloutScheduler:
         return ahead + (self.cfg.groups_per_step if self.collecting else 0)
 
     def _new_group(self) -> Group:
-        task = self.stream.next()
+        plan = self.resampler.plan_group(self.stream.next) if self.resampler else None
+        task = plan.task if plan else self.stream.next()
         index = self.groups_made
         self.groups_made += 1
         group = Group(f"g{index}-{task.id}", task, self.cfg.group_size, engine=index % len(self.engines.actors),
-                      launch_version=self.version, index=index)
+                      launch_version=self.version, index=index, anchors=plan.anchors if plan else [],
+                      expert=plan.expert if plan else None)
         self.active[group.id] = group
         return group
 
@@ -197,9 +202,14 @@ class RolloutScheduler:
 
     def _spec(self, group: Group, sample: int) -> dict[str, Any]:
         attempt = group.attempts[sample]
-        return {"task": group.task.model_dump(mode="json"), "trajectory_id": f"{group.id}/s{sample}/a{attempt}",
+        spec = {"task": group.task.model_dump(mode="json"), "trajectory_id": f"{group.id}/s{sample}/a{attempt}",
                 "group_id": group.id, "engine": group.engine,
                 "metadata": {"sample_index": sample, "attempt": attempt, "launch_version": self.version}}
+        anchor = group.anchors[sample] if group.anchors else 0
+        if anchor and group.expert is not None:  # resampling: replay the expert's first `anchor` turns
+            spec["prefix"] = {"trajectory": group.expert.model_dump(mode="json"), "turns": anchor}
+            spec["metadata"].update(prefix_turns=anchor, prefix_of=group.expert.id)
+        return spec
 
     def _limit(self, task: TaskRecord) -> float:
         """Seconds the scheduler waits for an env worker's answer before it counts the episode as hung."""
@@ -286,9 +296,13 @@ class RolloutScheduler:
         if result.trajectory.reward is None:
             result.trajectory.reward = 0.0  # unreliable but kept (filtering off): scored as a failure
         group.results[sample] = result
+        if self.resampler is not None:
+            self.resampler.record(group.task, group.anchors, sample, result.trajectory)
         if group.complete and group.id in self.active:
             del self.active[group.id]
             self.ready.append(group)
+            if self.resampler is not None:
+                self.resampler.group_done(group.task, group.anchors)
 
     def _drop(self, group: Group) -> None:
         group.dropped = True

@@ -80,7 +80,8 @@ def build_samples(
     truncation: str = "keep", failure_reward: float | None = None, reward_baseline: str = "none",
 ) -> SampleSet:
     """One sample per training sequence, and how many were cut. `error_masking` drops turns with train_mask=0 from
-    the loss (they stay chunks: K and the discounting count them). `truncation` is one of TRUNCATION_MODES.
+    the loss, and replayed turns (a resampling prefix) are never in it (both stay chunks: K and the discounting
+    count them). `truncation` is one of TRUNCATION_MODES.
 
     Group ids are dense ints in order of first appearance of `group_id` (falling back to `task_id`); trajectory
     rewards of None count as 0; a failed trajectory is trained with `failure_reward` (roll.rewards.training_reward),
@@ -98,9 +99,11 @@ def build_samples(
     for t_index, (trajectory, group, reward) in enumerate(zip(trajectories, group_of, rewards)):
         chunk_of_turn = {turn.index: k for k, turn in enumerate(t for t in trajectory.turns if t.completion_ids)}
         chunk_rewards = _trajectory_chunk_rewards(trajectory, chunk_of_turn, reward)
+        replayed = {turn.index for turn in trajectory.turns if turn.replayed}  # an expert prefix: not the policy's
         pieces = []
         for seq in training_sequences(trajectory):
-            mask = [int(m and t >= 0) if error_masking else int(t >= 0) for m, t in zip(seq.train_mask, seq.turn_ids)]
+            mask = [int((m or not error_masking) and t >= 0 and t not in replayed)
+                    for m, t in zip(seq.train_mask, seq.turn_ids)]
             ids, turn_ids, logps = seq.input_ids, seq.turn_ids, seq.engine_logprobs
             sequences += 1
             truncated = max_seq_len is not None and len(ids) > max_seq_len
