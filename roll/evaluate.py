@@ -40,7 +40,7 @@ class EvalResult:
 
 def eval_config(cfg: RootConfig) -> RootConfig:
     """The run's config turned into one batch of held-out episodes: every eval task once (x samples_per_task),
-    sampled at the eval temperature, nothing generated ahead."""
+    sampled at the eval temperature, nothing generated ahead, no episode started from an expert prefix."""
     ev = cfg.eval
     split = ev.split or HELD_OUT[cfg.task.source]
     task = cfg.task.model_copy(update={"split": split, "num_tasks": ev.num_tasks, "seed": ev.seed,
@@ -48,7 +48,8 @@ def eval_config(cfg: RootConfig) -> RootConfig:
     sampling = cfg.agent.sampling.model_copy(update={"temperature": ev.temperature})
     agent = cfg.agent.model_copy(update={"sampling": sampling})
     rollout = cfg.rollout.model_copy(update={"group_size": ev.samples_per_task, "groups_per_step": ev.num_tasks,
-                                             "staleness": 0, "mode": "async", "progress": False})
+                                             "staleness": 0, "mode": "async", "progress": False,
+                                             "resampling": type(cfg.rollout.resampling)()})
     return cfg.model_copy(update={"task": task, "agent": agent, "rollout": rollout})
 
 

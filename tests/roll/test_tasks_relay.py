@@ -134,5 +134,7 @@ def test_task_config_selects_the_family_and_checks_its_splits() -> None:
     assert eval_config(cfg).task.split == "test"  # reports on test unless eval.split says otherwise
     assert eval_config(load_config("train", ["task=relay", "eval.split=dev"])).task.split == "dev"
     assert eval_config(load_config("train", [])).task.split == "eval"  # secret_word keeps its held-out split
+    resampling = load_config("train", ["rollout.resampling.enabled=true"])
+    assert not eval_config(resampling).rollout.resampling.enabled  # held-out episodes never start from a prefix
     with pytest.raises(Exception, match="task.split=eval does not exist for source=relay"):
         load_config("train", ["task=relay", "task.split=eval"])
