@@ -24,7 +24,7 @@ from ipa.registry import ALGORITHM_PARAMS, ALGORITHMS, compute_loss
 from ipa.regularizers import kl_k3
 from ipa.resampling import crucial_fork, expert_prefix_mask, parallel_anchors, rollback_anchors, success_rates
 from ipa.segment import broadcast_to_tokens, segment_count, segment_mean, segment_sum
-from ipa.sft import hybrid_loss, sft_loss
+from ipa.sft import add_imitation, hybrid_loss, sft_loss
 from ipa.types import LossInputs, LossOutput
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "LossInputs",
     "LossOutput",
     "RATIO_LEVELS",
+    "add_imitation",
     "aggregate",
     "baseline_advantages",
     "broadcast_to_tokens",

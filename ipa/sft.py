@@ -26,6 +26,25 @@ def sft_loss(logp: Tensor, loss_mask: Tensor, global_denominator: float | Tensor
                       reductions={"num_tokens": "sum"})
 
 
+def add_imitation(
+    rl: LossOutput,
+    logp: Tensor,
+    expert_mask: Tensor,
+    *,
+    lambda_il: float = 1.0,
+    lambda_rl: float = 1.0,
+    il_global_denominator: float | Tensor | None = None,
+) -> LossOutput:
+    """Eq. 10 around any policy-gradient loss `rl` (computed without the expert tokens):
+    L = λ_IL · L_IL + λ_RL · L_RL, with L_IL the token-mean NLL (Eq. 1-2) of the tokens in `expert_mask` [B, T].
+    The metrics are rl's, plus `il_loss`, `rl_loss` and `il_num_tokens`."""
+    il = sft_loss(logp, expert_mask.bool(), il_global_denominator)
+    loss = lambda_il * il.loss + lambda_rl * rl.loss
+    metrics = {**rl.metrics, "loss": float(loss.detach()), "il_loss": il.metrics["loss"],
+               "rl_loss": rl.metrics["loss"], "il_num_tokens": il.metrics["num_tokens"]}
+    return LossOutput(loss=loss, metrics=metrics, reductions={**rl.reductions, "il_num_tokens": "sum"})
+
+
 def hybrid_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -40,7 +59,7 @@ def hybrid_loss(
     il_global_denominator: float | Tensor | None = None,
     **ipa_params,
 ) -> LossOutput:
-    """Eq. 10: L = λ_IL · L_IL + λ_RL · L_IPA for trajectories resampled from a replayed expert prefix.
+    """Eq. 10 with IPA: L = λ_IL · L_IL + λ_RL · L_IPA for trajectories resampled from a replayed expert prefix.
 
     `expert_mask` [B, T] marks the tokens of replayed expert chunks (e.g. `resampling.expert_prefix_mask`); they get
     the imitation loss (token-mean NLL, Eq. 1-2). The remaining assistant tokens, sampled by the policy, get Eq. 9.
@@ -48,11 +67,6 @@ def hybrid_loss(
     `ipa_loss` (gamma, mismatch_high, agg, global_denominator, ...)."""
     trained = assistant_mask.bool()
     expert = expert_mask.bool() & trained
-    il = sft_loss(logp, expert, il_global_denominator)
     rl = ipa_loss(logp, old_logp, engine_logp, trained & ~expert, chunk_ids, rewards, **ipa_params)
-    loss = lambda_il * il.loss + lambda_rl * rl.loss
-    metrics = {"loss": float(loss.detach()), "il_loss": il.metrics["loss"], "rl_loss": rl.metrics["loss"]}
-    metrics.update({f"rl_{k}": v for k, v in rl.metrics.items() if k != "loss"})
-    metrics["il_num_tokens"] = il.metrics["num_tokens"]
-    reductions = {f"rl_{k}": v for k, v in rl.reductions.items()}
-    return LossOutput(loss=loss, metrics=metrics, reductions={**reductions, "il_num_tokens": "sum"})
+    return add_imitation(rl, logp, expert, lambda_il=lambda_il, lambda_rl=lambda_rl,
+                         il_global_denominator=il_global_denominator)

@@ -70,6 +70,9 @@ class AlgorithmConfig(_Strict):
         None, description="reward a failed trajectory (verifier score <= 0) is trained with, e.g. -1 to push "
                           "failures down; the safety penalty still applies and the record keeps the verifier's "
                           "outcome (null: train with the recorded reward)")
+    prefix_il_coef: float = Field(
+        0.0, ge=0, description="Eq. 10's lambda_IL: with rollout.resampling, the replayed expert-prefix tokens also get "
+                               "the SFT loss (token-mean over the mini-batch's prefix tokens); 0: they are context only")
     reward_baseline: Literal["none", "mean", "rloo"] = Field(
         "none", description="ipa only: subtract the group's mean training reward (rloo: the others' mean) from each "
                             "trajectory's before the loss, so below-average episodes take the TOPR branch and "

@@ -146,15 +146,21 @@ class TrainerActor:
 
     # ---- updates -----------------------------------------------------------------------------------------------
     def train_step(self, micro_batches: list[MicroBatch], algorithm: str, params: dict[str, Any],
-                   denominator: float, with_entropy: bool = False) -> dict[str, Any]:
+                   denominator: float, with_entropy: bool = False,
+                   imitation: tuple[float, float] | None = None) -> dict[str, Any]:
         """One optimizer step over this rank's micro-batches with `ipa.compute_loss(algorithm, ...)`.
 
         Each micro-batch loss is normalised by `denominator`, the global batch's (all ranks, all micro-batches), so
-        the summed gradient is the global batch's; DeepSpeed averages over ranks, hence the factor world_size."""
-        from ipa import compute_loss
+        the summed gradient is the global batch's; DeepSpeed averages over ranks, hence the factor world_size.
+        `imitation` (λ_IL, the mini-batch's replayed-prefix tokens): Eq. 10's SFT term on those tokens too."""
+        from ipa import add_imitation, compute_loss
 
         def loss_fn(mb: MicroBatch, logp, entropy):
-            return compute_loss(algorithm, mb.loss_inputs(logp, entropy), global_denominator=denominator, **params)
+            out = compute_loss(algorithm, mb.loss_inputs(logp, entropy), global_denominator=denominator, **params)
+            if imitation is None or mb.prefix_mask is None:
+                return out
+            return add_imitation(out, logp, mb.prefix_mask, lambda_il=imitation[0],
+                                 il_global_denominator=imitation[1])
 
         return self._update(micro_batches, loss_fn, with_entropy)
 

@@ -43,6 +43,7 @@ class Sample:
     chunk_ids: list[int] | None = None  # the trajectory's chunk index of each token (None: from turn_ids)
     trajectory_chunks: int | None = None  # K of the whole trajectory (None: the chunks in this sample)
     truncated: bool = False
+    prefix_mask: list[int] | None = None  # 1 on the tokens of replayed expert turns (Eq. 10's imitation term)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -104,15 +105,17 @@ def build_samples(
         for seq in training_sequences(trajectory):
             mask = [int((m or not error_masking) and t >= 0 and t not in replayed)
                     for m, t in zip(seq.train_mask, seq.turn_ids)]
+            prefix = [int(t >= 0 and t in replayed) for t in seq.turn_ids]
             ids, turn_ids, logps = seq.input_ids, seq.turn_ids, seq.engine_logprobs
             sequences += 1
             truncated = max_seq_len is not None and len(ids) > max_seq_len
             if truncated:
                 cut += 1
-                ids, turn_ids, logps, mask = (x[:max_seq_len] for x in (ids, turn_ids, logps, mask))
+                ids, turn_ids, logps, mask, prefix = (x[:max_seq_len] for x in (ids, turn_ids, logps, mask, prefix))
             chunk_ids = [chunk_of_turn[t] if t >= 0 else -1 for t in turn_ids]
             pieces.append(Sample(list(ids), list(turn_ids), list(logps), mask, reward, group, t_index,
-                                 chunk_rewards, chunk_ids, len(chunk_of_turn), truncated))
+                                 chunk_rewards, chunk_ids, len(chunk_of_turn), truncated,
+                                 list(prefix) if any(prefix) else None))
         if truncation == "drop_sample":
             pieces = [p for p in pieces if not p.truncated]
         elif truncation == "zero_reward" and any(p.truncated for p in pieces):
@@ -151,6 +154,7 @@ class MicroBatch:
     ref_logp: Tensor | None = None  # [B,T] filled by the reference model
     advantages: Tensor | None = None  # [B] given advantages (ppo), computed over the whole batch
     temperature: float = 1.0  # the sampling temperature: π is scored as softmax(logits / temperature), as sampled
+    prefix_mask: Tensor | None = None  # [B,T] bool: tokens of replayed expert turns (None: the rows have none)
     extras: dict = field(default_factory=dict)
 
     @property
@@ -201,6 +205,12 @@ def collate(samples: Sequence[Sample], indices: Sequence[int], pad_id: int, dumm
             chunk_ids[b, :n] = chunk_index(turn_ids[b: b + 1, :n] >= 0, turn_ids[b: b + 1, :n])[0]
     counts = [r.trajectory_chunks if r.trajectory_chunks is not None else int(chunk_ids[b].max()) + 1
               for b, r in enumerate(rows)]
+    prefix_mask = None
+    if any(r.prefix_mask is not None for r in rows) and not dummy:
+        prefix_mask = torch.zeros((B, T), dtype=torch.bool)
+        for b, row in enumerate(rows):
+            if row.prefix_mask is not None:
+                prefix_mask[b, : len(row)] = torch.tensor(row.prefix_mask, dtype=torch.bool)
     if dummy:
         loss_mask.zero_()
     chunk_rewards = None
@@ -219,6 +229,7 @@ def collate(samples: Sequence[Sample], indices: Sequence[int], pad_id: int, dumm
         sample_index=torch.tensor([-1 if dummy else i for i in indices], dtype=torch.long),
         chunk_ids=chunk_ids, trajectory_ids=torch.tensor([r.trajectory for r in rows], dtype=torch.long),
         trajectory_chunks=torch.tensor(counts, dtype=torch.long), chunk_rewards=chunk_rewards,
+        prefix_mask=prefix_mask,
     )
 
 

@@ -125,8 +125,10 @@ class TrainerGroup:
         return out
 
     def train_step(self, mini: Sequence[Sequence[MicroBatch]], algorithm: str, params: dict[str, Any],
-                   denominator: float, with_entropy: bool = False) -> dict[str, float]:
-        return self._merge(self._sharded("train_step", mini, algorithm, params, denominator, with_entropy))
+                   denominator: float, with_entropy: bool = False,
+                   imitation: tuple[float, float] | None = None) -> dict[str, float]:
+        return self._merge(self._sharded("train_step", mini, algorithm, params, denominator, with_entropy,
+                                         imitation))
 
     def sft_step(self, mini: Sequence[Sequence[MicroBatch]], denominator: float) -> dict[str, float]:
         return self._merge(self._sharded("sft_step", mini, denominator))

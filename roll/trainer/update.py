@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -84,6 +84,7 @@ class UpdatePlan:
     plan: Plan
     denominators: list[float]  # one per mini-batch: the global denominator of its aggregation
     samples: Sequence[Sample]
+    prefix_tokens: list[float] = field(default_factory=list)  # per mini-batch: replayed expert tokens (Eq. 10's IL)
 
 
 def prepare(samples: Sequence[Sample], algo: AlgorithmConfig, trainer: TrainerConfig, pad_id: int,
@@ -108,7 +109,9 @@ def prepare(samples: Sequence[Sample], algo: AlgorithmConfig, trainer: TrainerCo
             for rank in mini:
                 for mb in rank:
                     mb.advantages = torch.where(mb.sample_index >= 0, advantages[mb.sample_index.clamp(min=0)], 0.0)
-    return UpdatePlan(result, denominators, samples)
+    prefix_tokens = [float(sum(int(mb.prefix_mask.sum()) for rank in mini for mb in rank if mb.prefix_mask is not None))
+                     for mini in result]
+    return UpdatePlan(result, denominators, samples, prefix_tokens)
 
 
 def attach(update: UpdatePlan, logprobs: list[list[list[torch.Tensor]]], field: str) -> None:
@@ -135,8 +138,10 @@ def run_update(group: Any, update: UpdatePlan, algo: AlgorithmConfig, epochs: in
     with_entropy = bool(params.get("entropy_coef"))
     results = []
     for _ in range(epochs):
-        for mini, denominator in zip(update.plan, update.denominators):
-            results.append(group.train_step(mini, algo.name, params, denominator, with_entropy))
+        for i, (mini, denominator) in enumerate(zip(update.plan, update.denominators)):
+            prefix = update.prefix_tokens[i] if i < len(update.prefix_tokens) else 0.0
+            imitation = (algo.prefix_il_coef, prefix) if algo.prefix_il_coef > 0 and prefix > 0 else None
+            results.append(group.train_step(mini, algo.name, params, denominator, with_entropy, imitation))
     merged: dict[str, float] = {}
     reductions = getattr(group, "metric_reductions", {})
     for key in results[0]:

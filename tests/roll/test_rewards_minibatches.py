@@ -78,3 +78,27 @@ def test_two_mini_batches_move_the_chunk_ratio_and_report_ipa_metrics(trainer, t
     assert merged["optimizer_steps"] == 2.0
     assert set(IPA_METRICS) <= set(merged)
     assert abs(merged["ratio_max"] - 1.0) > 1e-4
+
+
+def test_prefix_tokens_get_the_imitation_term_of_eq_10_only_when_asked(trainer, tiny_model_path: Path) -> None:
+    """Replayed expert turns (rollout.resampling) are out of the policy-gradient loss; with algorithm.prefix_il_coef
+    their tokens get Eq. 10's SFT term, counted over the whole batch, through the real trainer."""
+    from transformers import AutoConfig
+
+    group, cfg = trainer
+    trajectories = _trajectories(AutoConfig.from_pretrained(tiny_model_path).vocab_size, seed=1)
+    for trajectory in trajectories[:4]:
+        trajectory.turns[0].replayed = True
+    prefix_tokens = sum(len(t.turns[0].completion_ids) for t in trajectories[:4])
+    results = {}
+    for coef in (0.0, 0.5):
+        algo = AlgorithmConfig(name="ipa", prefix_il_coef=coef)
+        samples = build_samples(trajectories, error_masking=False).samples
+        assert sum(sum(s.prefix_mask or []) for s in samples) == prefix_tokens
+        assert not any(m and p for s in samples for m, p in zip(s.loss_mask, s.prefix_mask or []))
+        update = prepare(samples, algo, cfg, pad_id=0)
+        assert sum(update.prefix_tokens) == prefix_tokens
+        results[coef] = run_update(group, update, algo)
+    assert "il_loss" not in results[0.0]
+    with_il = results[0.5]
+    assert with_il["il_num_tokens"] == prefix_tokens and with_il["il_loss"] > 0

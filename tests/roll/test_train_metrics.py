@@ -117,7 +117,7 @@ def test_run_update_merges_optimizer_steps_by_declared_reduction() -> None:
         def train_step(self, *args, **kwargs) -> dict[str, float]:
             return next(self.answers)
 
-    update = SimpleNamespace(plan=[[], []], denominators=[1.0, 1.0])
+    update = SimpleNamespace(plan=[[], []], denominators=[1.0, 1.0], prefix_tokens=[0.0, 0.0])
     merged = run_update(FakeGroup(), update, AlgorithmConfig(name="reinforce"))
     assert merged["loss"] == 2.0 and merged["num_tokens"] == 7.0 and merged["ratio_max"] == 1.5
     assert merged["max_len_share"] == 0.4 and merged["train_tokens"] == 12.0 and merged["optimizer_steps"] == 2.0
