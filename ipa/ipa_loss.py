@@ -108,13 +108,14 @@ def chunk_ratio(logp: Tensor, old_logp: Tensor, chunk_ids: Tensor, num_chunks: i
 
 
 def ratio_at_level(logp: Tensor, old_logp: Tensor, trained: Tensor, chunk_ids: Tensor, num_chunks: int,
-                   level: str = "chunk") -> tuple[Tensor, Tensor, Tensor]:
+                   level: str = "chunk", counts: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The importance ratio π_θ/π_old at a granularity (the ablation of the paper's Fig. 9), detached.
 
     "token": ρ_t = exp(log π_θ(t) − log π_old(t)); "chunk": Eq. 8, ρ_c of the token's chunk; "sequence": one
     ρ per row, exp of the mean log-ratio over its trained tokens (GSPO's length-normalised sequence ratio).
     Returns (ρ of every token [B, T], 1 outside `trained`; ρ of every unit; the units that hold trained tokens),
-    the units being tokens [B, T], chunks [B, K] or rows [B]. `chunk_ids` must be -1 outside `trained`."""
+    the units being tokens [B, T], chunks [B, K] or rows [B]. `chunk_ids` must be -1 outside `trained`; `counts`
+    [B, K] are its tokens per chunk when the caller has them."""
     if level not in RATIO_LEVELS:
         raise ValueError(f"unknown ratio_level {level!r}; expected one of {RATIO_LEVELS}")
     log_ratio = torch.where(trained, logp.detach().float() - old_logp.float(), 0.0)
@@ -122,8 +123,9 @@ def ratio_at_level(logp: Tensor, old_logp: Tensor, trained: Tensor, chunk_ids: T
         per_token = torch.where(trained, torch.exp(log_ratio), 1.0)
         return per_token, per_token, trained
     if level == "chunk":
-        per_chunk = torch.exp(segment_mean(log_ratio, chunk_ids, num_chunks))
-        return broadcast_to_tokens(per_chunk, chunk_ids, fill=1.0), per_chunk, segment_count(chunk_ids, num_chunks) > 0
+        counts = segment_count(chunk_ids, num_chunks) if counts is None else counts
+        per_chunk = torch.exp(segment_mean(log_ratio, chunk_ids, num_chunks, counts))
+        return broadcast_to_tokens(per_chunk, chunk_ids, fill=1.0), per_chunk, counts > 0
     per_row = torch.exp(masked_row_mean(log_ratio, trained))
     return torch.where(trained, per_row.unsqueeze(1), 1.0), per_row, trained.any(dim=1)
 
@@ -212,7 +214,7 @@ def ipa_loss(
     present = counts > 0  # chunks with at least one trained token
     returns = chunk_returns(rewards, chunk_ids, gamma, chunk_rewards, num_chunks=K,
                             trajectory_chunks=trajectory_chunks)  # Eq. 7
-    ratio_tok, ratio, ratio_units = ratio_at_level(logp32, old32, trained, ids, K, ratio_level)  # Eq. 8
+    ratio_tok, ratio, ratio_units = ratio_at_level(logp32, old32, trained, ids, K, ratio_level, counts)  # Eq. 8
     log_mismatch = segment_mean(old32 - engine32, ids, K, counts)
     mismatch = torch.exp(log_mismatch)
     keep = within_bounds(mismatch, mismatch_high, mismatch_low)  # m_c

@@ -13,7 +13,6 @@ Pure bookkeeping: the scheduler asks `plan_group` when it makes a group and tell
 """
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +75,6 @@ class Resampler:
         self.history: dict[str, TaskHistory] = defaultdict(TaskHistory)
         self.tasks: dict[str, TaskRecord] = {}
         self.groups = self.resampled_groups = 0
-        self.rng = random.Random(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
     # ---- choosing ---------------------------------------------------------------------------------------------
@@ -142,7 +140,3 @@ class Resampler:
         outcomes = [float(v >= SOLVED) for a in anchors for v in history.outcomes[a]]
         index = [i for i, a in enumerate(anchors) for _ in history.outcomes[a]]
         return torch.tensor(outcomes), torch.tensor(index, dtype=torch.long)
-
-    def stats(self) -> dict[str, Any]:
-        return {"resampled_groups": self.resampled_groups, "hard_tasks": len(self.hard_tasks()),
-                "experts": len(self.experts)}
