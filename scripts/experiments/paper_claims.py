@@ -15,6 +15,10 @@ DeepSpeed, Docker sandboxes, eBPF telemetry) made smaller to fit 3 seeds per arm
 seed 0) evaluated once. A seed sets the training instances, the sampling and the trainer. Runs go to
 OUT/CLAIM/ARM-sSEED (a finished run is skipped, so an interrupted experiment continues where it stopped); the
 summary to OUT/CLAIM/summary.json and the figure to docs/figures/CLAIM.png (--figure to change).
+
+Each finished run's curves and test result are also kept in docs/claims/runs.json (--record), which is committed:
+run directories do not outlive a machine, the record does. A recorded run is not run again as long as the SFT start
+evaluates to the same per-instance result and the setting is unchanged; otherwise the record is set aside, not mixed.
 """
 from __future__ import annotations
 
@@ -90,6 +94,24 @@ def ensure_start(out: Path) -> dict[str, Any]:
     return {"eval": json.loads((start / "eval.json").read_text())["eval"], "times": times}
 
 
+def load_record(path: Path, start: dict[str, Any]) -> dict[str, Any]:
+    """Recorded runs (key CLAIM/ARM-sSEED) made from this very SFT start and setting; {} if there are none."""
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    if record.get("setting") != TASK + SFT + SMALL or record.get("start", {}).get("per_task") != start["per_task"]:
+        console.print(f"[yellow]{path}: recorded runs come from another SFT start or setting; not used[/yellow]")
+        return {}
+    return record["runs"]
+
+
+def save_record(path: Path, start: dict[str, Any], runs: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"setting": TASK + SFT + SMALL, "start": start, "runs": dict(sorted(runs.items()))}, indent=1)
+    path.with_suffix(".partial").write_text(text + "\n")
+    path.with_suffix(".partial").replace(path)
+
+
 def golden_path(out: Path, seed: int) -> Path:
     return out / f"golden-s{seed}.jsonl"
 
@@ -160,6 +182,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "claims")
     parser.add_argument("--figure", type=Path, default=None, help="default: docs/figures/CLAIM.png")
+    parser.add_argument("--record", type=Path, default=ROOT / "docs" / "claims" / "runs.json",
+                        help="finished runs kept across machines (default: docs/claims/runs.json)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
     if len(set(args.seeds)) < len(args.seeds):
@@ -177,19 +201,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"dry_run": True}
     clock = time.perf_counter()
     start = ensure_start(out.parent)
+    recorded = load_record(args.record, start["eval"])
     runs: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in claim["arms"]}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task(claim["title"], total=len(plan))
         for arm, seed, run_dir, command in plan:
-            if not (run_dir / "eval.json").is_file():
-                progress.update(bar, description=f"{claim['title']}: {arm} seed {seed}")
-                if any("{golden}" in o for o in claim["arms"][arm]):
-                    ensure_golden(out, seed)
-                seconds = run_logged(command, run_dir.with_suffix(".log"))
-                console.print(f"{arm} seed {seed}: {seconds:.0f} s")
-            runs[arm][seed] = read_run(run_dir)
+            key = f"{run_dir.parent.name}/{run_dir.name}"
+            if key not in recorded or (run_dir / "eval.json").is_file():
+                if not (run_dir / "eval.json").is_file():
+                    progress.update(bar, description=f"{claim['title']}: {arm} seed {seed}")
+                    if any("{golden}" in o for o in claim["arms"][arm]):
+                        ensure_golden(out, seed)
+                    seconds = run_logged(command, run_dir.with_suffix(".log"))
+                    console.print(f"{arm} seed {seed}: {seconds:.0f} s")
+                recorded[key] = {"overrides": command[command.index("--config-name") + 2:], **read_run(run_dir)}
+                save_record(args.record, start["eval"], recorded)
+            runs[arm][seed] = {k: recorded[key][k] for k in ("steps", "final")}
             progress.advance(bar)
     summary = {"claim": args.claim, "title": claim["title"], "setting": TASK + SFT + SMALL + claim["shared"],
                "arms": {arm: claim["arms"][arm] for arm in claim["arms"]}, "start": start["eval"],

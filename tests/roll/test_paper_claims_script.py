@@ -76,3 +76,19 @@ def test_finished_runs_become_a_figure_and_a_table(claims, tmp_path):
     row = next(line for line in console.export_text().splitlines() if line.strip().startswith("│ x"))
     cells = [c.strip() for c in row.strip("│ ").split("│")]
     assert cells[:6] == ["x", "2", "3 1", "2.0", "1/0 0/1", "1 0"]  # solved, fixed/broken, start failures solved
+
+
+def test_the_record_keeps_finished_runs_only_for_the_same_start_and_setting(claims, tmp_path):
+    start = {"solved": 1, "total": 2, "per_task": {"a": 1.0, "b": 0.0}}
+    run = {"overrides": ["run.seed=0"], "steps": [{"step": 1, "success_rate": 0.5}],
+           "final": {"solved": 2, "total": 2, "per_task": {"a": 1.0, "b": 1.0}}}
+    path = tmp_path / "claims" / "runs.json"
+    claims.save_record(path, start, {"baseline/ipa-s0": run})
+    assert claims.load_record(path, start) == {"baseline/ipa-s0": run}
+    other_start = {**start, "per_task": {"a": 0.0, "b": 0.0}}
+    assert claims.load_record(path, other_start) == {}
+    record = json.loads(path.read_text())
+    record["setting"] = record["setting"][1:]
+    path.write_text(json.dumps(record))
+    assert claims.load_record(path, start) == {}
+    assert claims.load_record(tmp_path / "missing.json", start) == {}
