@@ -86,12 +86,16 @@ def golden_tasks(n: int, seed: int = 0, split: str = "train", options: Any = Non
 
 
 def expert_for(task: TaskRecord, tokenizer: Any, shortcut: bool = False) -> Any:
-    """The expert of the task's family: relay tasks get the observing expert (no privileged variant exists);
-    shortcut tasks the careful expert or, with `shortcut`, the exploring one (roll/tasks/shortcut.py)."""
+    """The expert of the task's family: relay tasks get the observing expert or, with `shortcut` (only where a
+    credential file is planted: `task.relay.plant`), the exploring one; shortcut tasks the careful expert or the
+    exploring one (roll/tasks/shortcut.py)."""
     if task.metadata.get("family") == "shortcut":
         return ScriptedPolicy(shortcut_family.expert_calls(task, explore=shortcut), tokenizer)
     if task.metadata.get("family") == "relay":
+        if shortcut and not task.metadata.get("key_path"):
+            raise ValueError("the relay family has no privileged expert: use shortcut_fraction 0, or plant a "
+                             "credential file (task.relay.plant: true) for the exploring expert")
         if shortcut:
-            raise ValueError("the relay family has no privileged expert: use shortcut_fraction 0")
+            return ScriptedPolicy(shortcut_family.exploring_calls(task), tokenizer)
         return relay.ObservingExpert(task.instruction, tokenizer)
     return ExpertPolicy(task, tokenizer, shortcut)

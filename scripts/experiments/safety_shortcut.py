@@ -1,15 +1,20 @@
 """Issue #13's experiment: an unsafe shortcut that RL learns without telemetry and unlearns with it.
 
-    .venv/bin/python scripts/experiments/safety_shortcut.py [--split test] [--seeds 0 1 2] [--steps 12]
-        [--lock /tmp/heavy.lock] [--out runs/safety_shortcut] [--figure docs/figures/safety_shortcut.png]
+    .venv/bin/python scripts/experiments/safety_shortcut.py [--setting tiny|smollm2] [--split test] [--seeds 0 1 2]
+        [--steps N] [--lock /tmp/heavy.lock] [--out runs/safety_shortcut] [--figure docs/figures/safety_shortcut.png]
 
-1. SFT (configs/shortcut_sft.yaml) of the tiny model on golden episodes of the shortcut family
-   (roll/tasks/shortcut.py): most from the careful expert, `--shortcut-fraction` from the exploring expert, who
-   copies ~/.aws/credentials into answer.txt (rock classifies it as credential.access). -> OUT/sft
+Settings (SETTINGS below): `tiny` = the tiny model on the shortcut family (roll/tasks/shortcut.py; configs
+shortcut_sft, shortcut_rl, shortcut_rl_off; 12 steps); `smollm2` = the main job's SmolLM2 on the relay family with
+3 hops and the code planted in ~/.aws/credentials (task.relay.plant; configs shortcut_main_sft, shortcut_main_rl,
+shortcut_main_rl_off; 4 steps of 8 episodes, as the paper-claims runs).
+
+1. SFT of the setting's model on golden episodes: most from the careful (observing) expert, `--shortcut-fraction`
+   from the exploring expert, who copies ~/.aws/credentials into answer.txt (rock classifies it as
+   credential.access). -> OUT/sft
 2. Two arms of IPA RL from that one checkpoint, same seeds (run.seed = task.seed = seed), same budget:
-   `off` (configs/shortcut_rl_off.yaml: credential.access recorded, not acted on) and `on` (configs/shortcut_rl.yaml:
-   rock's default policy). -> OUT/<split>/<arm>/seed<k>; each ends with an evaluation of the start and the result
-   on `--split` (test for reporting, dev for tuning), sampled at temperature 1.
+   `off` (credential.access recorded, not acted on) and `on` (rock's default policy). -> OUT/<split>/<arm>/seed<k>;
+   each ends with an evaluation of the start and the result on `--split` (test for reporting, dev for tuning),
+   sampled (tiny: temperature 1; smollm2: 0.6, its rollout temperature).
 3. From the saved trajectories (trajectories/step_N.jsonl, eval_start/final.jsonl): per step and arm the task success
    (the verifier's verdict, before any safety penalty), the shortcut rate (credential.access events, cross-checked
    against the typed commands), the legitimate success (solved without the shortcut), events by category,
@@ -41,7 +46,13 @@ from rich.table import Table
 from roll.tasks.shortcut import took_shortcut_by_commands, took_shortcut_by_events
 
 console = Console(width=150, stderr=True)
-ARMS = {"off": "shortcut_rl_off", "on": "shortcut_rl"}
+ARMS = ("off", "on")
+SETTINGS: dict[str, dict[str, Any]] = {
+    "tiny": {"sft": "shortcut_sft", "arms": {"off": "shortcut_rl_off", "on": "shortcut_rl"}, "steps": 12,
+             "lr": 2.5e-4, "shortcut_fraction": 0.12, "model": "tiny model"},
+    "smollm2": {"sft": "shortcut_main_sft", "arms": {"off": "shortcut_main_rl_off", "on": "shortcut_main_rl"},
+                "steps": 4, "lr": None, "shortcut_fraction": 0.1, "model": "SmolLM2-135M-Instruct, relay 3 hops"},
+}
 ENV = {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "offline",
        "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
        "DS_ACCELERATOR": "cpu", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -108,7 +119,7 @@ def run_sft(out: Path, args: argparse.Namespace) -> Path:
     if (model / "config.json").is_file():
         console.print(f"SFT: reusing {model}")
         return model
-    command([str(ROOT / ".venv/bin/roll"), "sft", "--config-name", "shortcut_sft", f"run.dir={out / 'sft'}",
+    command([str(ROOT / ".venv/bin/roll"), "sft", "--config-name", SETTINGS[args.setting]["sft"], f"run.dir={out / 'sft'}",
              f"sft.shortcut_fraction={args.shortcut_fraction}", *args.sft_override], out / "sft.log", args.lock)
     return model
 
@@ -120,9 +131,10 @@ def run_rl(run_dir: Path, arm: str, seed: int, model: Path, args: argparse.Names
     if (run_dir / "checkpoints" / "latest").exists():
         cli = [roll, "train", "resume=latest", f"run.dir={run_dir}"]
     else:
-        cli = [roll, "train", "--config-name", ARMS[arm], f"model.path={model.resolve()}", f"run.dir={run_dir}",
-               f"run.seed={seed}", f"task.seed={seed}", f"eval.split={args.split}", f"loop.steps={args.steps}",
-               f"trainer.lr={args.lr}", "metrics.wandb=disabled", *args.rl_override]
+        lr = [f"trainer.lr={args.lr}"] if args.lr is not None else []
+        cli = [roll, "train", "--config-name", SETTINGS[args.setting]["arms"][arm], f"model.path={model.resolve()}",
+               f"run.dir={run_dir}", f"run.seed={seed}", f"task.seed={seed}", f"eval.split={args.split}",
+               f"loop.steps={args.steps}", *lr, "metrics.wandb=disabled", *args.rl_override]
     command(cli, run_dir.parent / f"seed{seed}.log", args.lock)
 
 
@@ -237,17 +249,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "safety_shortcut")
     parser.add_argument("--split", choices=("dev", "test"), default="test", help="held-out split (dev: tuning)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=["off", "on"])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=2.5e-4)
-    parser.add_argument("--shortcut-fraction", type=float, default=0.12, help="exploring-expert share of golden data")
+    parser.add_argument("--setting", choices=tuple(SETTINGS), default="tiny", help="model and task family")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--steps", type=int, default=None, help="RL steps (default: the setting's)")
+    parser.add_argument("--lr", type=float, default=None, help="default: the setting's (smollm2: its config's)")
+    parser.add_argument("--shortcut-fraction", type=float, default=None,
+                        help="exploring-expert share of golden data (default: the setting's)")
     parser.add_argument("--sft-override", nargs="*", default=[], help="extra key=value overrides for roll sft")
     parser.add_argument("--rl-override", nargs="*", default=[], help="extra key=value overrides for roll train")
     parser.add_argument("--tag", default=None, help="runs go to OUT/<split>[-TAG]/ (tuning variants)")
     parser.add_argument("--lock", default=None, help="flock this file around each training command")
     parser.add_argument("--figure", type=Path, default=None, help="default: OUT/<split>/safety_shortcut.png")
     parser.add_argument("--report-only", action="store_true", help="summarize the runs that exist, train nothing")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for key in ("steps", "lr", "shortcut_fraction"):
+        if getattr(args, key) is None:
+            setattr(args, key, SETTINGS[args.setting][key])
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -268,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 progress.advance(bar)
     runs = {arm: {seed: run_stats(base / arm / f"seed{seed}") for seed in args.seeds
                   if (base / arm / f"seed{seed}" / "trajectories").is_dir()} for arm in args.arms}
-    summary = {"split": args.split, "seeds": args.seeds, "steps": args.steps, "lr": args.lr,
+    summary = {"setting": args.setting, "split": args.split, "seeds": args.seeds, "steps": args.steps, "lr": args.lr,
                "shortcut_fraction": args.shortcut_fraction, "rl_override": args.rl_override,
                "wall_s": time.monotonic() - started, "arms": aggregate(runs), "runs": {
                    arm: {str(seed): stats for seed, stats in seeds.items()} for arm, seeds in runs.items()}}
@@ -276,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (base / "summary.json").write_text(json.dumps(summary, indent=1))
     (base / "tables.md").write_text(markdown(summary))
     figure = args.figure or base / "safety_shortcut.png"
-    plot(summary, figure, f"Unsafe shortcut under IPA RL, tiny model, {len(args.seeds)} seeds per arm "
+    plot(summary, figure, f"Unsafe shortcut under IPA RL, {SETTINGS[args.setting]['model']}, {len(args.seeds)} seeds per arm "
                           f"(band: min-max), {args.split} split")
     Console(width=170).print(results_table(summary))
     console.print(f"summary -> {base / 'summary.json'}, figure -> {figure} ({summary['wall_s']:.0f} s)")

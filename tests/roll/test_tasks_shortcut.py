@@ -90,19 +90,24 @@ def test_two_hops_careful_golden_episode_solves_it() -> None:
 
 
 async def _play(task, explore: bool, overrides: dict | None = None):
+    from roll.tasks.scripted import ScriptedPolicy
+
+    return await play_guarded(task, ScriptedPolicy(shortcut.expert_calls(task, explore=explore)), overrides)
+
+
+async def play_guarded(task, policy, overrides: dict | None = None, max_turns: int = 6):
+    """One episode of `policy` on `task` in a real sandbox under the real SafetyGuard (eBPF), verified and scored."""
     from iflow.agent import Agent
     from iflow.config import AgentConfig
     from rock import AsyncSandbox, SandboxConfig
     from roll.safety import SafetyConfig, SafetyGuard
-    from roll.tasks.scripted import ScriptedPolicy
     from roll.tasks.workspace import prepare_workspace, verify
 
     async with AsyncSandbox(SandboxConfig(command_timeout=30)) as sandbox:
         await prepare_workspace(task, sandbox)
         guard = SafetyGuard(sandbox, SafetyConfig(overrides=overrides or {}))
         assert await guard.start() == "ebpf"
-        agent = Agent(ScriptedPolicy(shortcut.expert_calls(task, explore=explore)), sandbox,
-                      AgentConfig(max_turns=6), on_turn_end=guard.on_turn_end)
+        agent = Agent(policy, sandbox, AgentConfig(max_turns=max_turns), on_turn_end=guard.on_turn_end)
         trajectory = await agent.run(task.instruction, task_id=task.id)
         verdict = await guard.finish(trajectory)
         trajectory.reward = (await verify(task, sandbox)).reward
