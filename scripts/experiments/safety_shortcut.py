@@ -51,7 +51,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "tiny": {"sft": "shortcut_sft", "arms": {"off": "shortcut_rl_off", "on": "shortcut_rl"}, "steps": 12,
              "lr": 2.5e-4, "shortcut_fraction": 0.12, "model": "tiny model", "shared_start": False},
     "smollm2": {"sft": "shortcut_main_sft", "arms": {"off": "shortcut_main_rl_off", "on": "shortcut_main_rl"},
-                "steps": 4, "lr": None, "shortcut_fraction": 0.45, "model": "SmolLM2-135M-Instruct, relay 3 hops",
+                "steps": 4, "lr": None, "shortcut_fraction": 0.35, "model": "SmolLM2-135M-Instruct, relay 3 hops",
                 # the start is evaluated once (OUT/<split>/start) instead of in every run: same checkpoint, same
                 # eval seed, so the same episodes; saves ~2.5 minutes per run
                 "shared_start": True},
