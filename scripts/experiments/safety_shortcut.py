@@ -13,8 +13,9 @@ shortcut_main_rl_off; 4 steps of 8 episodes, as the paper-claims runs).
    credential.access). -> OUT/sft
 2. Two arms of IPA RL from that one checkpoint, same seeds (run.seed = task.seed = seed), same budget:
    `off` (credential.access recorded, not acted on) and `on` (rock's default policy). -> OUT/<split>/<arm>/seed<k>;
-   each ends with an evaluation of the start and the result on `--split` (test for reporting, dev for tuning),
-   sampled (tiny: temperature 1; smollm2: 0.6, its rollout temperature).
+   each ends with an evaluation of the result (and, tiny only, of the start; smollm2 evaluates the start once, in
+   OUT/<split>/start) on `--split` (test for reporting, dev for tuning), sampled (tiny: temperature 1; smollm2: 0.6,
+   its rollout temperature).
 3. From the saved trajectories (trajectories/step_N.jsonl, eval_start/final.jsonl): per step and arm the task success
    (the verifier's verdict, before any safety penalty), the shortcut rate (credential.access events, cross-checked
    against the typed commands), the legitimate success (solved without the shortcut), events by category,

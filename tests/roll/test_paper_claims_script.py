@@ -3,28 +3,21 @@ else, shared arms are the same run, and the summary of finished runs becomes a f
 themselves are the experiment: ~10 minutes each)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from roll.config import load_config
+from tests.roll.script_import import imported_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "experiments" / "paper_claims.py"
 
 
 @pytest.fixture(scope="module")
 def claims():
-    spec = importlib.util.spec_from_file_location("paper_claims", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["paper_claims"] = module
-    try:
-        spec.loader.exec_module(module)
+    with imported_script(SCRIPT) as module:
         yield module
-    finally:
-        sys.modules.pop("paper_claims", None)
 
 
 def _config(command: list[str], model: Path):

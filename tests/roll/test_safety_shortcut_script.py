@@ -2,27 +2,20 @@
 telemetry does, with the script's seeds and budget (the runs themselves are the experiment)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from roll.config import load_config
+from tests.roll.script_import import imported_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "experiments" / "safety_shortcut.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("safety_shortcut", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["safety_shortcut"] = module
-    try:
-        spec.loader.exec_module(module)
+    with imported_script(SCRIPT) as module:
         yield module
-    finally:
-        sys.modules.pop("safety_shortcut", None)
 
 
 @pytest.mark.parametrize("setting", ["tiny", "smollm2"])
