@@ -208,14 +208,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task(claim["title"], total=len(plan))
         for arm, seed, run_dir, command in plan:
-            key = f"{run_dir.parent.name}/{run_dir.name}"
-            if key not in recorded or (run_dir / "eval.json").is_file():
-                if not (run_dir / "eval.json").is_file():
-                    progress.update(bar, description=f"{claim['title']}: {arm} seed {seed}")
-                    if any("{golden}" in o for o in claim["arms"][arm]):
-                        ensure_golden(out, seed)
-                    seconds = run_logged(command, run_dir.with_suffix(".log"))
-                    console.print(f"{arm} seed {seed}: {seconds:.0f} s")
+            key, finished = f"{run_dir.parent.name}/{run_dir.name}", (run_dir / "eval.json").is_file()
+            if not finished and key not in recorded:
+                progress.update(bar, description=f"{claim['title']}: {arm} seed {seed}")
+                if any("{golden}" in o for o in claim["arms"][arm]):
+                    ensure_golden(out, seed)
+                seconds = run_logged(command, run_dir.with_suffix(".log"))
+                console.print(f"{arm} seed {seed}: {seconds:.0f} s")
+            if (run_dir / "eval.json").is_file():  # a run made here (now or before) replaces its record
                 recorded[key] = {"overrides": command[command.index("--config-name") + 2:], **read_run(run_dir)}
                 save_record(args.record, start["eval"], recorded)
             runs[arm][seed] = {k: recorded[key][k] for k in ("steps", "final")}
