@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from iflow.trajectory import save_jsonl
+from iflow.trajectory import Trajectory, save_jsonl
 from rock import SandboxConfig, SandboxPool
 from roll.config.loader import load_config
 from roll.rollout.episode import EpisodeRunner
@@ -52,30 +52,31 @@ async def _write_golden(path: Path, n: int, seed: int, model_path: Any, options:
                        size=concurrency)
     runner = EpisodeRunner(pool, agent)
     limit = asyncio.Semaphore(concurrency)
-    kept, shortcuts, failed = 0, 0, []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("")
+    solved: dict[int, Trajectory] = {}
+    shortcuts, failed = 0, []
     try:
         with progress_bar("golden trajectories", total=n, enabled=progress) as bar:
-            async def one(task: TaskRecord) -> None:
-                nonlocal kept, shortcuts
+            async def one(index: int, task: TaskRecord) -> None:
+                nonlocal shortcuts
                 shortcut = takes_shortcut(task, shortcut_fraction)
                 async with limit:
                     result = await runner.run(task, expert_for(task, tokenizer, shortcut),
                                               trajectory_id=f"golden-{task.id}", group_id=task.id)
                 if result.status == "ok" and result.trajectory.reward == 1.0:
                     result.trajectory.metadata["expert"] = "shortcut" if shortcut else "careful"
-                    save_jsonl([result.trajectory], path)
-                    kept += 1
+                    solved[index] = result.trajectory
                     shortcuts += shortcut
                 else:
                     failed.append(f"{task.id}: {result.status} reward={result.trajectory.reward} "
                                   f"{result.error or result.trajectory.error or ''}".strip())
                 bar.advance()
-            await asyncio.gather(*(one(task) for task in tasks))
+            await asyncio.gather(*(one(index, task) for index, task in enumerate(tasks)))
     finally:
         await asyncio.to_thread(pool.close)
-    return {"path": str(path), "written": kept, "shortcuts": shortcuts, "failed": len(failed),
+    # In task order, not in the order the episodes finished: SFT batches are drawn by index, so the same seed must
+    # give the same file (and the same SFT checkpoint) however the sandboxes were scheduled.
+    save_jsonl([solved[index] for index in sorted(solved)], path, append=False)
+    return {"path": str(path), "written": len(solved), "shortcuts": shortcuts, "failed": len(failed),
             "failures": failed[:10]}
 
 

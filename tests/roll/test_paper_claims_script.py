@@ -72,13 +72,13 @@ def test_finished_runs_become_a_figure_and_a_table(claims, tmp_path):
 
 
 def test_the_record_keeps_finished_runs_only_for_the_same_start_and_setting(claims, tmp_path):
-    start = {"solved": 1, "total": 2, "per_task": {"a": 1.0, "b": 0.0}}
+    start = {"solved": 1, "total": 2, "per_task": {"a": 1.0, "b": 0.0}, "weights_sha256": "ab12"}
     run = {"overrides": ["run.seed=0"], "steps": [{"step": 1, "success_rate": 0.5}],
            "final": {"solved": 2, "total": 2, "per_task": {"a": 1.0, "b": 1.0}}}
     path = tmp_path / "claims" / "runs.json"
     claims.save_record(path, start, {"baseline/ipa-s0": run})
     assert claims.load_record(path, start) == {"baseline/ipa-s0": run}
-    other_start = {**start, "per_task": {"a": 0.0, "b": 0.0}}
+    other_start = {**start, "weights_sha256": "cd34"}
     assert claims.load_record(path, other_start) == {}
     record = json.loads(path.read_text())
     record["setting"] = record["setting"][1:]
