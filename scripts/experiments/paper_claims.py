@@ -55,14 +55,15 @@ SFT = ["sft.expert_episodes=48"]
 SMALL = ["rollout.groups_per_step=2", "loop.steps=4", "loop.save_every=4", "loop.keep_checkpoints=1",
          "loop.export_hf=false", "loop.eval_start=false", "eval.num_tasks=32", "metrics.wandb=disabled"]
 CLAIMS: dict[str, dict[str, Any]] = {
-    "baseline": {"title": "IPA vs GRPO (paper Fig. 10)", "shared": [],
+    "baseline": {"title": "IPA vs GRPO (paper Fig. 10)", "shared": [], "reference": "grpo",
                  "arms": {"ipa": [], "grpo": ["algorithm=grpo"]}},
     # The ratio weighs only chunks with a negative return (w_c = clip(rho_c, 0, 1) there, 1 on successes), so this
     # claim needs failures below zero: rewards centred on the group (leave-one-out mean).
     "granularity": {"title": "importance-ratio granularity (paper Fig. 9)", "shared": ["algorithm.reward_baseline=rloo"],
+                    "reference": "chunk",
                     "arms": {"token": ["++algorithm.params.ratio_level=token"], "chunk": [],
                              "sequence": ["++algorithm.params.ratio_level=sequence"]}},
-    "resampling": {"title": "chunk-level initialized resampling (paper Fig. 13)", "shared": [],
+    "resampling": {"title": "chunk-level initialized resampling (paper Fig. 13)", "shared": [], "reference": "plain",
                    "arms": {"plain": [], "resampling": ["rollout.resampling.enabled=true",
                                                         "rollout.resampling.data=[{golden}]"]},
                    "same_as": {"plain": ("baseline", "ipa")}},
@@ -168,12 +169,28 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return {"steps": [{k: r.get(k) for k in ("step", *keys)} for r in rows if "step_s" in r], "final": final}
 
 
-def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, dict[str, Any]]]) -> Table:
+def versus(runs: dict[str, dict[Any, dict[str, Any]]], arm: str, reference: str) -> str:
+    """`arm` against `reference` on the same test instances: fixed/broken per shared seed, and the sign test's p
+    pooled over those seeds (each seed's instances counted once)."""
+    from roll.evaluate import paired_comparison
+
+    seeds = sorted(runs[arm].keys() & runs[reference].keys())
+    per_task = {name: {f"{seed}/{task}": reward for seed in seeds
+                       for task, reward in runs[name][seed]["final"]["per_task"].items()} for name in (reference, arm)}
+    pairs = [paired_comparison(runs[reference][s]["final"]["per_task"], runs[arm][s]["final"]["per_task"])
+             for s in seeds]
+    pooled = paired_comparison(per_task[reference], per_task[arm])
+    return " ".join(f"{p.fixed}/{p.broken}" for p in pairs) + f" (p {pooled.p_value:.2g})"
+
+
+def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, dict[str, Any]]],
+                  reference: str | None = None) -> Table:
     from roll.evaluate import paired_comparison
 
     table = Table(title=f"{title}: test split, {start['total']} instances (SFT start {start['solved']})")
     failed = [task for task, reward in start["per_task"].items() if reward < 1.0]
-    for column in ("arm", "seeds", "test solved per seed", "mean", "vs start (fixed/broken per seed)",
+    compared = [f"vs {reference} (fixed/broken per seed, pooled p)"] if reference in runs else []
+    for column in ("arm", "seeds", "test solved per seed", "mean", "vs start (fixed/broken per seed)", *compared,
                    f"start's {len(failed)} failures solved", "last-step rollout success", "max grad norm"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for arm, by_seed in runs.items():
@@ -183,6 +200,7 @@ def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, d
         norms = [max(s["grad_norm"] or 0.0 for s in r["steps"]) for r in by_seed.values()]
         table.add_row(arm, str(len(solved)), " ".join(map(str, solved)), f"{sum(solved) / len(solved):.1f}",
                       " ".join(f"{p.fixed}/{p.broken}" for p in pairs),
+                      *([versus(runs, arm, reference) if arm != reference else "-"] if compared else []),
                       " ".join(str(sum(r["final"]["per_task"].get(t, 0.0) >= 1.0 for t in failed))
                                for r in by_seed.values()),
                       " ".join(f"{x:.2f}" for x in last),
@@ -240,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     figure = args.figure or ROOT / "docs" / "figures" / f"{args.claim}.png"
     plot_claim(summary, figure)
-    Console(width=150).print(verdict_table(claim["title"], start["eval"], runs))
+    Console(width=190).print(verdict_table(claim["title"], start["eval"], runs, claim["reference"]))
     print(f"figure: {figure}\nsummary: {out / 'summary.json'}\nwall time {summary['wall_s']:.0f} s")
     return summary
 

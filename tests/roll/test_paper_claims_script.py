@@ -71,6 +71,26 @@ def test_finished_runs_become_a_figure_and_a_table(claims, tmp_path):
     assert cells[:6] == ["x", "2", "3 1", "2.0", "1/0 0/1", "1 0"]  # solved, fixed/broken, start failures solved
 
 
+def test_an_arm_is_compared_with_the_reference_arm_per_seed_and_pooled(claims, tmp_path):
+    from rich.console import Console
+
+    start = {"solved": 0, "total": 4, "per_task": dict.fromkeys("abcd", 0.0)}
+    solved = {("ref", 0): "a", ("ref", 1): "ab", ("new", 0): "abcd", ("new", 1): "bcd", ("new", 2): "a"}
+    for (arm, seed), tasks in solved.items():
+        _finished_run(tmp_path / f"{arm}-s{seed}", [0.5], {t: float(t in tasks) for t in "abcd"})
+    runs = {arm: {seed: claims.read_run(tmp_path / f"{arm}-s{seed}") for a, seed in solved if a == arm}
+            for arm in ("ref", "new")}
+    # seed 0: new fixes b, c, d; seed 1: new fixes c, d and breaks a; seed 2 has no reference run
+    assert claims.versus(runs, "new", "ref") == "3/0 2/1 (p 0.22)"  # 5 fixed, 1 broken: 2 * 7/64
+    console = Console(width=250, record=True)
+    console.print(claims.verdict_table("t", start, runs, "ref"))
+    text = console.export_text()
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in text.splitlines() if line.startswith("│")}
+    assert rows["new"][4] == "3/0 2/1 (p 0.22)" and rows["ref"][4] == "-"
+    assert "vs ref" in text
+
+
 def test_the_record_keeps_finished_runs_only_for_the_same_start_and_setting(claims, tmp_path):
     start = {"solved": 1, "total": 2, "per_task": {"a": 1.0, "b": 0.0}, "weights_sha256": "ab12"}
     run = {"overrides": ["run.seed=0"], "steps": [{"step": 1, "success_rate": 0.5}],
