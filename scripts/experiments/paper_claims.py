@@ -41,7 +41,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from roll.models.smollm2 import sha256_of
-from scripts.experiments.claims_plot import plot_claim
+from scripts.experiments.claims_plot import plot_claim, worst_quartile
 
 console = Console(width=150, stderr=True)
 ROLL = [str(ROOT / ".venv" / "bin" / "roll")]
@@ -188,10 +188,10 @@ def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, d
     from roll.evaluate import paired_comparison
 
     table = Table(title=f"{title}: test split, {start['total']} instances (SFT start {start['solved']})")
-    failed = [task for task, reward in start["per_task"].items() if reward < 1.0]
+    worst = worst_quartile({"start": start, "runs": runs})
     compared = [f"vs {reference} (fixed/broken per seed, pooled p)"] if reference in runs else []
     for column in ("arm", "seeds", "test solved per seed", "mean", "vs start (fixed/broken per seed)", *compared,
-                   f"start's {len(failed)} failures solved", "last-step rollout success", "max grad norm"):
+                   f"worst quartile ({len(worst)}) solved per seed", "last-step rollout success", "max grad norm"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for arm, by_seed in runs.items():
         solved = [r["final"]["solved"] for r in by_seed.values()]
@@ -201,7 +201,7 @@ def verdict_table(title: str, start: dict[str, Any], runs: dict[str, dict[int, d
         table.add_row(arm, str(len(solved)), " ".join(map(str, solved)), f"{sum(solved) / len(solved):.1f}",
                       " ".join(f"{p.fixed}/{p.broken}" for p in pairs),
                       *([versus(runs, arm, reference) if arm != reference else "-"] if compared else []),
-                      " ".join(str(sum(r["final"]["per_task"].get(t, 0.0) >= 1.0 for t in failed))
+                      " ".join(str(sum(r["final"]["per_task"].get(t, 0.0) >= 1.0 for t in worst))
                                for r in by_seed.values()),
                       " ".join(f"{x:.2f}" for x in last),
                       " ".join(f"{x:.1f}" for x in norms))
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 save_record(args.record, start["eval"], recorded)
             runs[arm][seed] = {k: recorded[key][k] for k in ("steps", "final")}
             progress.advance(bar)
-    summary = {"claim": args.claim, "title": claim["title"], "setting": TASK + SFT + SMALL + claim["shared"],
+    summary = {"claim": args.claim, "title": claim["title"], "reference": claim["reference"], "setting": TASK + SFT + SMALL + claim["shared"],
                "arms": {arm: claim["arms"][arm] for arm in claim["arms"]}, "start": start["eval"],
                "start_times": start["times"], "runs": runs, "wall_s": time.perf_counter() - clock}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

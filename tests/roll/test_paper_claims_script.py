@@ -68,7 +68,8 @@ def test_finished_runs_become_a_figure_and_a_table(claims, tmp_path):
     console.print(claims.verdict_table("t", start, runs))
     row = next(line for line in console.export_text().splitlines() if line.strip().startswith("│ x"))
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[:6] == ["x", "2", "3 1", "2.0", "1/0 0/1", "1 0"]  # solved, fixed/broken, start failures solved
+    assert cells[:6] == ["x", "2", "3 1", "2.0", "1/0 0/1", "0 0"]  # solved, fixed/broken, worst quartile (d) solved
+    assert claims.worst_quartile({"start": start, "runs": runs}) == ["d"]
 
 
 def test_an_arm_is_compared_with_the_reference_arm_per_seed_and_pooled(claims, tmp_path):
