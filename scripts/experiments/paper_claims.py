@@ -171,7 +171,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 def versus(runs: dict[str, dict[Any, dict[str, Any]]], arm: str, reference: str) -> str:
     """`arm` against `reference` on the same test instances: fixed/broken per shared seed, and the sign test's p
-    pooled over those seeds (each seed's instances counted once)."""
+    pooled over those seeds (each seed's instances counted once). The pooled test treats instances as independent,
+    so it measures evaluation noise, not run-to-run noise: one collapsed run moves every instance at once."""
     from roll.evaluate import paired_comparison
 
     seeds = sorted(runs[arm].keys() & runs[reference].keys())
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 save_record(args.record, start["eval"], recorded)
             runs[arm][seed] = {k: recorded[key][k] for k in ("steps", "final")}
             progress.advance(bar)
-    summary = {"claim": args.claim, "title": claim["title"], "reference": claim["reference"], "setting": TASK + SFT + SMALL + claim["shared"],
+    summary = {"claim": args.claim, "title": claim["title"], "reference": claim["reference"],
+               "setting": TASK + SFT + SMALL + claim["shared"],
                "arms": {arm: claim["arms"][arm] for arm in claim["arms"]}, "start": start["eval"],
                "start_times": start["times"], "runs": runs, "wall_s": time.perf_counter() - clock}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

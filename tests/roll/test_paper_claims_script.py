@@ -92,6 +92,16 @@ def test_an_arm_is_compared_with_the_reference_arm_per_seed_and_pooled(claims, t
     assert "vs ref" in text
 
 
+def test_the_worst_quartile_is_ranked_by_every_arm_not_by_the_reference_alone(claims):
+    def run(tasks: str) -> dict:
+        return {"final": {"per_task": {t: float(t in tasks) for t in "abcd"}}}
+
+    start = {"per_task": dict.fromkeys("abcd", 0.0)}
+    runs = {"ref": {0: run("ab")}, "new": {0: run("abc"), 1: run("abc")}}
+    assert claims.worst_quartile({"start": start, "runs": runs}) == ["d"]  # by ref alone, c and d tie: c
+    assert claims.worst_quartile({"start": start, "runs": {"ref": runs["ref"]}}) == ["c"]
+
+
 def test_the_record_keeps_finished_runs_only_for_the_same_start_and_setting(claims, tmp_path):
     start = {"solved": 1, "total": 2, "per_task": {"a": 1.0, "b": 0.0}, "weights_sha256": "ab12"}
     run = {"overrides": ["run.seed=0"], "steps": [{"step": 1, "success_rate": 0.5}],
